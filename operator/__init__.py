@@ -1,0 +1,1 @@
+"""Kopf operator that turns WhisperFineTune resources into KubeRay RayJobs. Never imports torch."""

@@ -1,0 +1,5 @@
+import sys
+
+from whisperft.cli import main
+
+sys.exit(main())
