@@ -1,0 +1,201 @@
+"""The Helm chart: metadata, lint, documented values, and the operator Deployment."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from toolbin import (
+    CHART_DIR,
+    KUBE_VERSION,
+    REPO_ROOT,
+    helm_template,
+    require_tool,
+    run_tool,
+)
+
+import whisperft
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def helm() -> Path:
+    return require_tool("helm")
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def the_deployment(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (deployment,) = by_kind(docs, "Deployment")
+    return deployment
+
+
+def test_app_version_is_the_package_version() -> None:
+    chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
+    pyproject = (REPO_ROOT / "pyproject.toml").read_text()
+    (project_version,) = re.findall(r'(?m)^version = "([^"]+)"', pyproject)
+    assert chart["appVersion"] == project_version == whisperft.__version__
+
+
+def test_helm_lint_is_clean(helm: Path) -> None:
+    proc = run_tool([helm, "lint", CHART_DIR, "--strict", "--kube-version", KUBE_VERSION])
+    assert "0 chart(s) failed" in proc.stdout
+    # --strict turns warnings into failures; only the icon hint may remain.
+    findings = [line for line in proc.stdout.splitlines() if line.startswith("[")]
+    assert findings == ["[INFO] Chart.yaml: icon is recommended"], proc.stdout
+
+
+def test_default_values_satisfy_the_schema() -> None:
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    jsonschema.Draft7Validator(schema).validate(values)
+
+
+_KEY = re.compile(r"^(?P<indent>\s*)(?:- )?(?P<key>[\w./-]+):(?P<rest>.*)$")
+
+
+def undocumented_values(text: str) -> list[str]:
+    """Leaf keys of values.yaml with no `# --` comment on them or on an ancestor."""
+    missing: list[str] = []
+    stack: list[tuple[int, str, bool]] = []  # (indent, key, documented)
+    comment: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped:
+            comment = []
+            continue
+        if stripped.startswith("#"):
+            comment.append(stripped)
+            continue
+        match = _KEY.match(line)
+        if match is None:  # a list item scalar: covered by its parent
+            comment = []
+            continue
+        indent = len(match["indent"])
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        documented = any(c.startswith("# --") for c in comment) or any(d for _, _, d in stack)
+        path = ".".join([k for _, k, _ in stack] + [match["key"]])
+        rest = match["rest"].split(" #")[0].strip()
+        if rest and not documented:
+            missing.append(path)
+        stack.append((indent, match["key"], documented))
+        comment = []
+    return missing
+
+
+def test_every_value_is_documented() -> None:
+    assert undocumented_values((CHART_DIR / "values.yaml").read_text()) == []
+
+
+def test_the_documentation_check_can_fail() -> None:
+    text = "a:\n  # -- fine\n  b: 1\n  c: 2\n# -- whole block\nd:\n  e: 3\n"
+    assert undocumented_values(text) == ["a.c"]
+
+
+def test_default_render_has_the_expected_objects(helm: Path) -> None:
+    docs = helm_template(helm, release="wft", namespace="whisperft-system")
+    kinds = sorted((d["kind"], d["metadata"]["name"], d["metadata"].get("namespace")) for d in docs)
+    assert kinds == sorted(
+        [
+            ("ServiceAccount", "wft-whisperft-operator", "whisperft-system"),
+            ("ServiceAccount", "whisperft-trainer", "whisperft-system"),
+            ("ConfigMap", "wft-whisperft-settings", "whisperft-system"),
+            ("Role", "wft-whisperft-operator", "whisperft-system"),
+            ("RoleBinding", "wft-whisperft-operator", "whisperft-system"),
+            ("Role", "wft-whisperft-trainer", "whisperft-system"),
+            ("RoleBinding", "wft-whisperft-trainer", "whisperft-system"),
+            ("Service", "wft-whisperft-metrics", "whisperft-system"),
+            ("Deployment", "wft-whisperft-operator", "whisperft-system"),
+        ]
+    )
+
+
+def test_operator_pod_meets_the_restricted_pod_security_standard(helm: Path) -> None:
+    pod = the_deployment(helm_template(helm))["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] > 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert not {"hostNetwork", "hostPID", "hostIPC"} & pod.keys()
+    assert all("hostPath" not in v for v in pod["volumes"])
+    (container,) = pod["containers"]
+    sc = container["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["privileged"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["readOnlyRootFilesystem"] is True
+    # Read-only root: /tmp is the one writable place, a size-capped emptyDir.
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes[mounts["/tmp"]]["emptyDir"]["sizeLimit"] == "64Mi"
+    assert container["resources"]["limits"]["memory"] == "256Mi"
+    assert container["resources"]["requests"]["cpu"] == "100m"
+
+
+def test_probes_hit_the_kopf_liveness_endpoint_the_operator_is_told_to_serve(helm: Path) -> None:
+    deployment = the_deployment(helm_template(helm, {"probes": {"port": 8181}}))
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["whisperft", "operator", "run"]
+    assert "--standalone" in container["args"]
+    assert "--liveness=http://0.0.0.0:8181/healthz" in container["args"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["healthz"] == 8181
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "healthz"}
+
+
+def test_settings_are_mounted_where_the_env_says_and_roll_the_pod(helm: Path) -> None:
+    docs = helm_template(helm)
+    pod = the_deployment(docs)["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    settings_path = Path(env["WHISPERFT_OPERATOR_SETTINGS"])
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(settings_path.parent)]
+    (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == mount["name"]]
+    (configmap,) = by_kind(docs, "ConfigMap")
+    assert volume["configMap"]["name"] == configmap["metadata"]["name"]
+    assert settings_path.name in configmap["data"]
+    # A settings change must change the pod template so the operator restarts.
+    changed = the_deployment(helm_template(helm, {"operator": {"logLevel": "debug"}}))
+    assert (
+        changed["spec"]["template"]["metadata"]["annotations"]["checksum/settings"]
+        != pod["metadata"]["annotations"]["checksum/settings"]
+    )
+
+
+def test_notes_explain_how_to_submit_and_watch_a_first_finetune(helm: Path, tmp_path: Path) -> None:
+    # NOTES.txt only renders on install; render it as a template in a copy.
+    chart = tmp_path / "whisperft"
+    shutil.copytree(CHART_DIR, chart)
+    shutil.copy(chart / "templates" / "NOTES.txt", chart / "notes.txt")
+    (chart / "templates" / "zz-notes.yaml").write_text(
+        'notes: |\n  {{- tpl (.Files.Get "notes.txt") . | nindent 2 }}\n'
+    )
+    values = {"watch": {"scope": "namespaces", "namespaces": ["speech-a", "speech-b"]}}
+    docs = helm_template(helm, values, chart=chart, namespace="whisperft-system")
+    (notes,) = [d["notes"] for d in docs if "notes" in d]
+    assert "The operator serves WhisperFineTunes in: speech-a, speech-b" in notes
+    assert "kubectl -n speech-a get wft first-finetune -w" in notes
+    assert "rollout status deployment/wft-whisperft-operator" in notes
+    # The example it prints is a real resource: it parses and uses a listed pool.
+    example = yaml.safe_load(
+        notes.split("<<'YAML'", 1)[1].split("\n", 1)[1].split("     YAML", 1)[0]
+    )
+    assert example["kind"] == "WhisperFineTune"
+    assert example["spec"]["resources"]["accelerator"] == "nvidia-l4"
+    assert example["metadata"]["name"] == "first-finetune"

@@ -1,0 +1,185 @@
+"""The chart's RBAC: exactly the intended rules, scoped as the watch scope says."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from toolbin import helm_template, require_tool
+
+pytestmark = pytest.mark.unit
+
+Rule = tuple[str, str, tuple[str, ...], tuple[str, ...]]  # group, resource, verbs, names
+
+# The operator's whole need. A new API call in operator/ needs a line here and
+# in charts/whisperft/templates/_rbac.tpl (the e2e suite runs the operator with
+# exactly these rights).
+OPERATOR_RULES: set[Rule] = {
+    ("whisperft.io", "whisperfinetunes", ("get", "list", "patch", "watch"), ()),
+    ("whisperft.io", "whisperfinetunes/status", ("get", "patch"), ()),
+    ("whisperft.io", "whisperfinetunes/finalizers", ("update",), ()),
+    ("ray.io", "rayjobs", ("create", "delete", "get", "list", "patch", "watch"), ()),
+    ("ray.io", "rayclusters", ("get", "list", "watch"), ()),
+    ("", "configmaps", ("create", "delete", "get", "list", "patch", "watch"), ()),
+    ("", "persistentvolumeclaims", ("create", "delete", "get", "list", "patch", "watch"), ()),
+    ("", "events", ("create", "patch"), ()),
+}
+# Cluster-wide only: the operator sets up the trainer identity per namespace.
+TRAINER_RBAC_RULES: set[Rule] = {
+    ("", "serviceaccounts", ("create", "get"), ()),
+    ("rbac.authorization.k8s.io", "rolebindings", ("create", "get"), ()),
+    ("rbac.authorization.k8s.io", "clusterroles", ("bind",), ("wft-whisperft-trainer",)),
+}
+TRAINER_RULES: set[Rule] = {("whisperft.io", "whisperfinetunes/status", ("get", "patch"), ())}
+RBAC_KINDS = {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+
+
+@pytest.fixture(scope="module")
+def helm() -> Path:
+    return require_tool("helm")
+
+
+def flatten(rules: list[dict[str, Any]]) -> set[Rule]:
+    out: set[Rule] = set()
+    for rule in rules:
+        assert "nonResourceURLs" not in rule
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                key = (
+                    group,
+                    resource,
+                    tuple(sorted(rule["verbs"])),
+                    tuple(rule.get("resourceNames", ())),
+                )
+                assert key not in out, f"duplicate rule {key}"
+                out.add(key)
+    return out
+
+
+def rbac(docs: list[dict[str, Any]]) -> dict[tuple[str, str | None, str], dict[str, Any]]:
+    return {
+        (d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d
+        for d in docs
+        if d["kind"] in RBAC_KINDS
+    }
+
+
+def test_rule_sets_are_exact_and_free_of_wildcards(helm: Path) -> None:
+    for scope, values in (("release", {}), ("all", {"watch": {"scope": "all"}})):
+        for doc in rbac(helm_template(helm, values)).values():
+            for rule in doc.get("rules", []):
+                text = yaml.safe_dump(rule)
+                assert "'*'" not in text, f"{scope}: wildcard in {doc['metadata']['name']}: {rule}"
+                assert not {"escalate", "impersonate"} & set(rule["verbs"])
+                assert "secrets" not in rule["resources"], "the operator never reads Secrets"
+                assert "pods" not in rule["resources"], "KubeRay, not us, manages pods"
+
+
+def test_release_scope_is_namespaced_only(helm: Path) -> None:
+    objects = rbac(helm_template(helm, namespace="ml"))
+    assert set(objects) == {
+        ("Role", "ml", "wft-whisperft-operator"),
+        ("RoleBinding", "ml", "wft-whisperft-operator"),
+        ("Role", "ml", "wft-whisperft-trainer"),
+        ("RoleBinding", "ml", "wft-whisperft-trainer"),
+    }
+    assert flatten(objects["Role", "ml", "wft-whisperft-operator"]["rules"]) == OPERATOR_RULES
+    assert flatten(objects["Role", "ml", "wft-whisperft-trainer"]["rules"]) == TRAINER_RULES
+
+
+def test_namespace_list_gets_a_role_pair_in_each_namespace(helm: Path) -> None:
+    values = {"watch": {"scope": "namespaces", "namespaces": ["team-a", "team-b"]}}
+    docs = helm_template(helm, values, namespace="whisperft-system")
+    objects = rbac(docs)
+    assert not any(kind.startswith("Cluster") for kind, _, _ in objects)
+    for ns in ("team-a", "team-b"):
+        operator_binding = objects["RoleBinding", ns, "wft-whisperft-operator"]
+        assert operator_binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "wft-whisperft-operator",
+        }
+        # The operator runs in the release namespace and is granted rights here.
+        assert operator_binding["subjects"] == [
+            {
+                "kind": "ServiceAccount",
+                "name": "wft-whisperft-operator",
+                "namespace": "whisperft-system",
+            }
+        ]
+        assert flatten(objects["Role", ns, "wft-whisperft-operator"]["rules"]) == OPERATOR_RULES
+        trainer_binding = objects["RoleBinding", ns, "wft-whisperft-trainer"]
+        assert trainer_binding["roleRef"]["kind"] == "Role"
+        assert trainer_binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "whisperft-trainer", "namespace": ns}
+        ]
+        assert flatten(objects["Role", ns, "wft-whisperft-trainer"]["rules"]) == TRAINER_RULES
+    # Nothing is granted in the release namespace itself: it is not watched.
+    assert not [key for key in objects if key[1] == "whisperft-system"]
+    trainer_sas = {
+        d["metadata"]["namespace"]
+        for d in docs
+        if d["kind"] == "ServiceAccount" and d["metadata"]["name"] == "whisperft-trainer"
+    }
+    assert trainer_sas == {"team-a", "team-b"}
+    container = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert [a for a in container["args"] if "namespace" in a] == [
+        "--namespace=team-a",
+        "--namespace=team-b",
+    ]
+
+
+def test_all_scope_is_the_only_one_with_cluster_roles(helm: Path) -> None:
+    docs = helm_template(helm, {"watch": {"scope": "all"}}, namespace="whisperft-system")
+    objects = rbac(docs)
+    assert set(objects) == {
+        ("ClusterRole", None, "wft-whisperft-operator"),
+        ("ClusterRoleBinding", None, "wft-whisperft-operator"),
+        ("ClusterRole", None, "wft-whisperft-trainer"),
+    }
+    operator_rules = flatten(objects["ClusterRole", None, "wft-whisperft-operator"]["rules"])
+    assert operator_rules == OPERATOR_RULES | TRAINER_RBAC_RULES
+    assert flatten(objects["ClusterRole", None, "wft-whisperft-trainer"]["rules"]) == TRAINER_RULES
+    assert objects["ClusterRoleBinding", None, "wft-whisperft-operator"]["subjects"] == [
+        {
+            "kind": "ServiceAccount",
+            "name": "wft-whisperft-operator",
+            "namespace": "whisperft-system",
+        }
+    ]
+    # The operator creates trainer ServiceAccounts itself in this scope.
+    assert not [
+        d
+        for d in docs
+        if d["kind"] == "ServiceAccount" and d["metadata"]["name"] == "whisperft-trainer"
+    ]
+    settings = yaml.safe_load(
+        next(d for d in docs if d["kind"] == "ConfigMap")["data"]["settings.yaml"]
+    )
+    assert settings["watchNamespaces"] == []
+    assert settings["trainer"]["manageRBAC"] is True
+    assert settings["trainer"]["clusterRoleName"] == "wft-whisperft-trainer"
+    container = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert "--all-namespaces" in container["args"]
+    assert not [a for a in container["args"] if a.startswith("--namespace")]
+
+
+def test_rbac_can_be_left_to_the_platform_team(helm: Path) -> None:
+    docs = helm_template(
+        helm, {"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "ops-sa"}}
+    )
+    assert not rbac(docs)
+    assert not [
+        d for d in docs if d["kind"] == "ServiceAccount" and d["metadata"]["name"] == "ops-sa"
+    ]
+    pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "ops-sa"
