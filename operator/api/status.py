@@ -1,0 +1,117 @@
+"""`WhisperFineTune.status`: written by the operator, except `progress` and
+`lastCheckpoint`, which the trainer's rank 0 merge-patches."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from whisperft.operator.api.base import ApiModel
+from whisperft.operator.api.phase import ConditionStatus, ConditionType, Phase
+
+
+class Condition(ApiModel):
+    type: ConditionType = Field(description="Condition type.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(max_length=128, description="CamelCase machine-readable reason.")
+    message: str = Field("", max_length=4096, description="Human-readable explanation.")
+    last_transition_time: str | None = Field(
+        None, max_length=64, description="When status last changed (RFC 3339)."
+    )
+    observed_generation: int | None = Field(
+        None, ge=0, description="metadata.generation this condition was computed from."
+    )
+
+
+class Progress(ApiModel):
+    """Published by the trainer's rank 0; the operator never writes it."""
+
+    step: int | None = Field(None, ge=0, description="Optimizer steps done.")
+    total_steps: int | None = Field(None, ge=0, description="Optimizer steps planned.")
+    epoch: float | None = Field(None, ge=0, description="Passes over the train split so far.")
+    loss: float | None = Field(None, description="Recent training loss.")
+    eval_wer: float | None = Field(
+        None, ge=0, description="WER on the eval split at the last evaluation."
+    )
+    baseline_wer: float | None = Field(
+        None, ge=0, description="WER of the starting model on the eval split."
+    )
+    best_wer: float | None = Field(None, ge=0, description="Best eval WER so far.")
+    samples_per_second: float | None = Field(
+        None, ge=0, description="Training throughput over all workers."
+    )
+    updated_at: str | None = Field(
+        None, max_length=64, description="When the trainer last reported (RFC 3339)."
+    )
+
+
+class Plan(ApiModel):
+    """The memory plan the operator made before asking for GPUs."""
+
+    zero_stage: int = Field(ge=0, le=3, description="ZeRO stage used.")
+    offload_optimizer: bool = Field(description="Optimizer states in CPU memory.")
+    offload_params: bool = Field(description="Parameters in CPU memory.")
+    estimated_gpu_memory_gib: float | None = Field(
+        None, ge=0, description="Estimated peak memory per GPU."
+    )
+    gpu_memory_gib: float | None = Field(
+        None, ge=0, description="Memory of one GPU in the node pool."
+    )
+    train_workers: int = Field(
+        ge=1, description="Ray Train workers (one per GPU, or one per pod on CPU)."
+    )
+    fits: bool = Field(description="Whether the estimate fits the GPU with headroom.")
+    notes: list[str] = Field(
+        default_factory=list, max_length=16, description="Assumptions and advice."
+    )
+
+
+class WhisperFineTuneStatus(ApiModel):
+    phase: Phase | None = Field(
+        None, description="Pending, Planning, Running, Succeeded, Failed or Suspended."
+    )
+    message: str | None = Field(None, max_length=4096, description="Latest human-readable state.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Ready, Running, Succeeded, Failed, Suspended, Planned, UpdatePending.",
+    )
+    observed_generation: int | None = Field(
+        None, ge=0, description="metadata.generation the operator last acted on."
+    )
+    attempt: int | None = Field(None, ge=1, description="Current attempt (1 + restarts so far).")
+    ray_job_name: str | None = Field(
+        None, max_length=253, description="RayJob of the current attempt."
+    )
+    ray_cluster_name: str | None = Field(
+        None, max_length=253, description="RayCluster KubeRay made for it."
+    )
+    dashboard_url: str | None = Field(
+        None, max_length=1024, alias="dashboardURL", description="Ray dashboard address."
+    )
+    ray_job_status: str | None = Field(
+        None, max_length=64, description="RayJob status.jobStatus as last seen."
+    )
+    ray_job_deployment_status: str | None = Field(
+        None, max_length=64, description="RayJob status.jobDeploymentStatus as last seen."
+    )
+    checkpoint_claim: str | None = Field(
+        None, max_length=253, description="Claim holding the checkpoints."
+    )
+    checkpoint_path: str | None = Field(
+        None, max_length=1024, description="Run directory on the claim; the same for every attempt."
+    )
+    plan: Plan | None = Field(None, description="Memory plan.")
+    progress: Progress | None = Field(
+        None, description="Training progress reported by the trainer."
+    )
+    progress_text: str | None = Field(
+        None, max_length=64, description="step/total (percent), for kubectl get."
+    )
+    last_checkpoint: str | None = Field(
+        None, max_length=1024, description="Latest checkpoint written by the trainer."
+    )
+    start_time: str | None = Field(
+        None, max_length=64, description="When the first attempt started (RFC 3339)."
+    )
+    completion_time: str | None = Field(
+        None, max_length=64, description="When it reached Succeeded or Failed (RFC 3339)."
+    )

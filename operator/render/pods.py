@@ -1,0 +1,173 @@
+"""Pod templates of the Ray head, the Ray workers and the job submitter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from whisperft.operator.api.spec import WhisperFineTuneSpec
+from whisperft.operator.planning.resolve import PodSize, Resolution
+from whisperft.operator.render.meta import Meta, config_map_name, labels, trainer_account_name
+from whisperft.operator.render.security import container_security_context, pod_security_context
+from whisperft.operator.render.storage import claim_name
+from whisperft.operator.settings import Settings
+
+from whisperft import names
+
+HF_HOME = f"{names.CHECKPOINT_MOUNT_DIR}/.cache/huggingface"
+ENV_ATTEMPT = "WHISPERFT_ATTEMPT"
+HF_TOKEN_ENV = "HF_TOKEN"
+
+
+def _volumes(
+    spec: WhisperFineTuneSpec, meta: Meta, res: Resolution, attempt: int
+) -> list[dict[str, Any]]:
+    vols: list[dict[str, Any]] = [
+        {"name": "checkpoints", "persistentVolumeClaim": {"claimName": claim_name(spec, meta)}},
+        {"name": "config", "configMap": {"name": config_map_name(meta.name, attempt)}},
+        # NCCL and PyTorch data loaders use /dev/shm; the container default is 64 MiB.
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": res.shm_size}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    if spec.dataset.claim_name:
+        vols.append(
+            {
+                "name": "data",
+                "persistentVolumeClaim": {"claimName": spec.dataset.claim_name, "readOnly": True},
+            }
+        )
+    return vols
+
+
+def _mounts(spec: WhisperFineTuneSpec) -> list[dict[str, Any]]:
+    mounts: list[dict[str, Any]] = [
+        {"name": "checkpoints", "mountPath": names.CHECKPOINT_MOUNT_DIR},
+        {"name": "config", "mountPath": names.CONFIG_MOUNT_DIR, "readOnly": True},
+        {"name": "dshm", "mountPath": "/dev/shm"},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    if spec.dataset.claim_name:
+        mounts.append({"name": "data", "mountPath": names.DATA_MOUNT_DIR, "readOnly": True})
+    return mounts
+
+
+def _env(spec: WhisperFineTuneSpec, meta: Meta, attempt: int) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": names.ENV_FINETUNE_NAME, "value": meta.name},
+        {"name": names.ENV_FINETUNE_NAMESPACE, "value": meta.namespace},
+        {
+            "name": names.ENV_CONFIG_PATH,
+            "value": f"{names.CONFIG_MOUNT_DIR}/{names.CONFIG_FILE_NAME}",
+        },
+        {"name": ENV_ATTEMPT, "value": str(attempt)},
+        {"name": "HF_HOME", "value": HF_HOME},
+    ]
+    ref = spec.hf_token_secret_ref
+    if ref is not None:
+        env.append(
+            {
+                "name": HF_TOKEN_ENV,
+                "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}},
+            }
+        )
+    return env
+
+
+def _resources(size: PodSize, gpus: int, gpu_resource: str) -> dict[str, Any]:
+    amounts: dict[str, Any] = {"cpu": size.cpu, "memory": size.memory}
+    if gpus:
+        amounts[gpu_resource] = str(gpus)
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def _container(
+    name: str,
+    spec: WhisperFineTuneSpec,
+    meta: Meta,
+    settings: Settings,
+    attempt: int,
+    resources: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": spec.image or settings.trainer_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "resources": resources,
+        "env": _env(spec, meta, attempt),
+        "volumeMounts": _mounts(spec),
+        "securityContext": container_security_context(settings),
+    }
+
+
+def _pod(
+    spec: WhisperFineTuneSpec,
+    meta: Meta,
+    settings: Settings,
+    res: Resolution,
+    attempt: int,
+    component: str,
+    container: dict[str, Any],
+    node_selector: dict[str, str],
+    tolerations: list[dict[str, Any]],
+) -> dict[str, Any]:
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": trainer_account_name(meta.name),
+        "automountServiceAccountToken": True,  # rank 0 patches the resource's status
+        "securityContext": pod_security_context(settings),
+        "containers": [container],
+        "volumes": _volumes(spec, meta, res, attempt),
+    }
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+    return {"metadata": {"labels": labels(meta, component, attempt)}, "spec": pod_spec}
+
+
+def head_template(
+    spec: WhisperFineTuneSpec, meta: Meta, settings: Settings, res: Resolution, attempt: int
+) -> dict[str, Any]:
+    """The head runs the driver only: no GPUs, no GPU-pool placement."""
+    container = _container("ray-head", spec, meta, settings, attempt, _resources(res.head, 0, ""))
+    return _pod(spec, meta, settings, res, attempt, "ray-head", container, {}, [])
+
+
+def worker_template(
+    spec: WhisperFineTuneSpec, meta: Meta, settings: Settings, res: Resolution, attempt: int
+) -> dict[str, Any]:
+    gpus = spec.resources.effective_gpus_per_worker
+    pool = res.pool
+    gpu_resource = pool.gpu_resource if pool else "nvidia.com/gpu"
+    container = _container(
+        "ray-worker", spec, meta, settings, attempt, _resources(res.worker, gpus, gpu_resource)
+    )
+    selector = {**(pool.node_selector if pool else {}), **spec.resources.node_selector}
+    tolerations = [t.to_wire() for t in (pool.tolerations if pool else [])]
+    tolerations += [
+        t.to_wire() for t in spec.resources.tolerations if t.to_wire() not in tolerations
+    ]
+    return _pod(spec, meta, settings, res, attempt, "ray-worker", container, selector, tolerations)
+
+
+def submitter_template(
+    spec: WhisperFineTuneSpec, meta: Meta, settings: Settings, attempt: int
+) -> dict[str, Any]:
+    """KubeRay's default submitter pod has no security context, which `restricted` refuses;
+    KubeRay fills in the `ray job submit` command because none is given here."""
+    size = settings.submitter_resources
+    return {
+        "metadata": {"labels": labels(meta, "ray-job-submitter", attempt)},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "securityContext": pod_security_context(settings),
+            "containers": [
+                {
+                    "name": "ray-job-submitter",
+                    "image": spec.image or settings.trainer_image,
+                    "imagePullPolicy": settings.image_pull_policy,
+                    "resources": _resources(PodSize(size.cpu, size.memory), 0, ""),
+                    "securityContext": container_security_context(settings),
+                }
+            ],
+        },
+    }

@@ -1,0 +1,62 @@
+"""The RayJob (ray.io/v1) of one attempt, with its RayCluster spec inline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from whisperft.operator.api.spec import WhisperFineTuneSpec
+from whisperft.operator.planning.resolve import Resolution
+from whisperft.operator.render.meta import KUEUE_QUEUE_LABEL, Meta, object_meta, rayjob_name
+from whisperft.operator.render.pods import head_template, submitter_template, worker_template
+from whisperft.operator.settings import Settings
+
+from whisperft import names
+
+RAY_API_VERSION = "ray.io/v1"
+ENTRYPOINT = (
+    f"whisperft train --config {names.CONFIG_MOUNT_DIR}/{names.CONFIG_FILE_NAME} --ray-address auto"
+)
+
+
+def render_rayjob(
+    spec: WhisperFineTuneSpec, meta: Meta, settings: Settings, res: Resolution, attempt: int
+) -> dict[str, Any]:
+    md = object_meta(meta, rayjob_name(meta.name, attempt), "rayjob", attempt=attempt)
+    if spec.queue_name:
+        md["labels"][KUEUE_QUEUE_LABEL] = spec.queue_name
+    workers = spec.resources.workers
+    job_spec: dict[str, Any] = {
+        "entrypoint": ENTRYPOINT,
+        "submissionMode": "K8sJobMode",
+        # Retries are ours (a new attempt that resumes from the checkpoint), so
+        # KubeRay must not retry behind our back.
+        "backoffLimit": 0,
+        # Kueue refuses RayJobs that keep their cluster, and GPUs must be freed.
+        "shutdownAfterJobFinishes": True,
+        "ttlSecondsAfterFinished": spec.ttl_seconds_after_finished,
+        "suspend": spec.suspend,
+        "submitterPodTemplate": submitter_template(spec, meta, settings, attempt),
+        "rayClusterSpec": {
+            "rayVersion": settings.ray_version,
+            "enableInTreeAutoscaling": False,
+            "headGroupSpec": {
+                "rayStartParams": {"dashboard-host": "0.0.0.0", "num-gpus": "0"},
+                "template": head_template(spec, meta, settings, res, attempt),
+            },
+            "workerGroupSpecs": [
+                {
+                    "groupName": "workers",
+                    "replicas": workers,
+                    "minReplicas": workers,
+                    "maxReplicas": workers,
+                    "rayStartParams": {},
+                    "template": worker_template(spec, meta, settings, res, attempt),
+                }
+            ],
+        },
+    }
+    if spec.active_deadline_seconds is not None:
+        job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
+    if spec.startup_deadline_seconds is not None:
+        job_spec["preRunningDeadlineSeconds"] = spec.startup_deadline_seconds
+    return {"apiVersion": RAY_API_VERSION, "kind": "RayJob", "metadata": md, "spec": job_spec}

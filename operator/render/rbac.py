@@ -1,0 +1,42 @@
+"""ServiceAccount for the training pods, allowed exactly one thing: patching
+this WhisperFineTune's status (progress and last checkpoint)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from whisperft.operator.render.meta import Meta, object_meta, trainer_account_name
+
+from whisperft import names
+
+
+def render_trainer_rbac(meta: Meta) -> list[dict[str, Any]]:
+    name = trainer_account_name(meta.name)
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": object_meta(meta, name, "trainer"),
+            "automountServiceAccountToken": False,  # mounted only into the Ray pods that need it
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": object_meta(meta, name, "trainer"),
+            "rules": [
+                {
+                    "apiGroups": [names.GROUP],
+                    "resources": [f"{names.PLURAL}/status"],
+                    "resourceNames": [meta.name],
+                    "verbs": ["get", "patch"],
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": object_meta(meta, name, "trainer"),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": meta.namespace}],
+        },
+    ]

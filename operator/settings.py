@@ -1,0 +1,161 @@
+"""Operator settings: what the platform team configures, from a YAML file and env.
+
+Sources, later wins: built-in defaults < the YAML file named by
+``WHISPERFT_SETTINGS_FILE`` (the chart mounts its settings ConfigMap there) <
+the individual environment variables below.
+
+==============================  ==========================================  ======================================
+setting (YAML key)              env var                                     default
+==============================  ==========================================  ======================================
+nodePools                       (file only)                                 nvidia-l4, nvidia-a100-80gb, nvidia-h100-80gb
+trainerImage                    WHISPERFT_TRAINER_IMAGE                     ghcr.io/whisperft/trainer:<version>
+rayVersion                      WHISPERFT_RAY_VERSION                       2.60.0 (must match the trainer image)
+namespaces                      WHISPERFT_NAMESPACES (comma-separated)      [] = all namespaces
+workerDefaults.cpu / .memory    WHISPERFT_WORKER_CPU / _MEMORY              8 / 32Gi
+headDefaults.cpu / .memory      WHISPERFT_HEAD_CPU / _MEMORY                2 / 8Gi
+shmSize                         WHISPERFT_SHM_SIZE                          8Gi
+submitterResources.cpu/.memory  (file only)                                 500m / 1Gi
+syncIntervalSeconds             WHISPERFT_SYNC_INTERVAL                     5
+metricsPort                     WHISPERFT_METRICS_PORT                      8080 (0: off)
+runAsUser / fsGroup             (file only)                                 1000 / 100 (the Ray image's user)
+==============================  ==========================================  ======================================
+
+A node pool entry (keyed by the ``accelerator`` users write in the spec)::
+
+    nodePools:
+      nvidia-l4:
+        nodeSelector: {cloud.google.com/gke-accelerator: nvidia-l4}
+        tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
+        gpuMemoryGiB: 24
+        gpuResource: nvidia.com/gpu
+        bf16: true
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError
+from whisperft.operator.api.base import ApiModel
+from whisperft.operator.api.spec import Toleration
+
+from whisperft import __version__
+
+ENV_SETTINGS_FILE = "WHISPERFT_SETTINGS_FILE"
+
+
+class SettingsError(ValueError):
+    """Operator settings that cannot be used, with the problem named."""
+
+
+class NodePool(ApiModel):
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Labels selecting the pool's nodes."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Tolerations for the pool's taints."
+    )
+    gpu_memory_gib: float = Field(gt=0, description="Memory of one GPU, for the planner.")
+    gpu_resource: str = Field("nvidia.com/gpu", description="Extended resource name of the GPU.")
+    bf16: bool = Field(True, description="Whether the GPU computes in bfloat16 (Ampere and newer).")
+
+
+class Resources(ApiModel):
+    cpu: str
+    memory: str
+
+
+def _gke_pool(accelerator: str, gib: float, bf16: bool = True) -> NodePool:
+    return NodePool(
+        node_selector={"cloud.google.com/gke-accelerator": accelerator},
+        tolerations=[Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")],
+        gpu_memory_gib=gib,
+        bf16=bf16,
+    )
+
+
+def _default_pools() -> dict[str, NodePool]:
+    return {
+        "nvidia-l4": _gke_pool("nvidia-l4", 24),
+        "nvidia-a100-80gb": _gke_pool("nvidia-a100-80gb", 80),
+        "nvidia-h100-80gb": _gke_pool("nvidia-h100-80gb", 80),
+    }
+
+
+class Settings(ApiModel):
+    node_pools: dict[str, NodePool] = Field(default_factory=_default_pools)
+    trainer_image: str = f"ghcr.io/whisperft/trainer:{__version__}"
+    image_pull_policy: str = "IfNotPresent"
+    ray_version: str = "2.60.0"
+    namespaces: list[str] = Field(default_factory=list)
+    worker_defaults: Resources = Field(default_factory=lambda: Resources(cpu="8", memory="32Gi"))
+    cpu_worker_defaults: Resources = Field(
+        default_factory=lambda: Resources(cpu="4", memory="16Gi")
+    )
+    head_defaults: Resources = Field(default_factory=lambda: Resources(cpu="2", memory="8Gi"))
+    submitter_resources: Resources = Field(
+        default_factory=lambda: Resources(cpu="500m", memory="1Gi")
+    )
+    shm_size: str = "8Gi"
+    sync_interval_seconds: float = Field(5.0, gt=0)
+    metrics_port: int = Field(8080, ge=0, le=65535)
+    run_as_user: int = Field(1000, ge=1)
+    fs_group: int = Field(100, ge=0)
+    field_manager: str = "whisperft-operator"
+
+    def pool(self, accelerator: str | None) -> NodePool | None:
+        return None if accelerator is None else self.node_pools.get(accelerator)
+
+
+_ENV_KEYS: dict[str, tuple[str, ...]] = {
+    "WHISPERFT_TRAINER_IMAGE": ("trainerImage",),
+    "WHISPERFT_RAY_VERSION": ("rayVersion",),
+    "WHISPERFT_WORKER_CPU": ("workerDefaults", "cpu"),
+    "WHISPERFT_WORKER_MEMORY": ("workerDefaults", "memory"),
+    "WHISPERFT_HEAD_CPU": ("headDefaults", "cpu"),
+    "WHISPERFT_HEAD_MEMORY": ("headDefaults", "memory"),
+    "WHISPERFT_SHM_SIZE": ("shmSize",),
+    "WHISPERFT_SYNC_INTERVAL": ("syncIntervalSeconds",),
+    "WHISPERFT_METRICS_PORT": ("metricsPort",),
+}
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Defaults, then the settings file, then env overrides; errors name the source."""
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    path = env.get(ENV_SETTINGS_FILE)
+    if path:
+        source = path
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SettingsError(f"{ENV_SETTINGS_FILE}={path}: file not found") from None
+        except yaml.YAMLError as exc:
+            raise SettingsError(f"{path}: cannot parse YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise SettingsError(f"{path}: expected a mapping at the top level")
+        raw = dict(loaded or {})
+    base = Settings().to_wire()
+    for key in ("workerDefaults", "headDefaults", "cpuWorkerDefaults", "submitterResources"):
+        if isinstance(raw.get(key), dict):
+            raw[key] = {**base[key], **raw[key]}
+    for var, keys in _ENV_KEYS.items():
+        if env.get(var):
+            target = raw
+            for k in keys[:-1]:
+                target = target.setdefault(k, dict(base[k]))
+            target[keys[-1]] = env[var]
+    if env.get("WHISPERFT_NAMESPACES") is not None:
+        raw["namespaces"] = [n.strip() for n in env["WHISPERFT_NAMESPACES"].split(",") if n.strip()]
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"operator settings ({source} + env): {exc.error_count()} invalid value(s):"]
+        lines += [f"  - {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        raise SettingsError("\n".join(lines)) from None
