@@ -112,12 +112,9 @@ def test_default_render_has_the_expected_objects(helm: Path) -> None:
     assert kinds == sorted(
         [
             ("ServiceAccount", "wft-whisperft-operator", "whisperft-system"),
-            ("ServiceAccount", "whisperft-trainer", "whisperft-system"),
             ("ConfigMap", "wft-whisperft-settings", "whisperft-system"),
             ("Role", "wft-whisperft-operator", "whisperft-system"),
             ("RoleBinding", "wft-whisperft-operator", "whisperft-system"),
-            ("Role", "wft-whisperft-trainer", "whisperft-system"),
-            ("RoleBinding", "wft-whisperft-trainer", "whisperft-system"),
             ("Service", "wft-whisperft-metrics", "whisperft-system"),
             ("Deployment", "wft-whisperft-operator", "whisperft-system"),
         ]
@@ -151,7 +148,7 @@ def test_probes_hit_the_kopf_liveness_endpoint_the_operator_is_told_to_serve(hel
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["whisperft", "operator", "run"]
-    assert "--standalone" in container["args"]
+    assert "--peering" not in container["args"]  # standalone: the only mode for one replica
     assert "--liveness=http://0.0.0.0:8181/healthz" in container["args"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports["healthz"] == 8181
@@ -164,14 +161,14 @@ def test_settings_are_mounted_where_the_env_says_and_roll_the_pod(helm: Path) ->
     pod = the_deployment(docs)["spec"]["template"]
     (container,) = pod["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}
-    settings_path = Path(env["WHISPERFT_OPERATOR_SETTINGS"])
+    settings_path = Path(env["WHISPERFT_SETTINGS_FILE"])
     (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(settings_path.parent)]
     (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == mount["name"]]
     (configmap,) = by_kind(docs, "ConfigMap")
     assert volume["configMap"]["name"] == configmap["metadata"]["name"]
     assert settings_path.name in configmap["data"]
     # A settings change must change the pod template so the operator restarts.
-    changed = the_deployment(helm_template(helm, {"operator": {"logLevel": "debug"}}))
+    changed = the_deployment(helm_template(helm, {"operator": {"syncIntervalSeconds": 10}}))
     assert (
         changed["spec"]["template"]["metadata"]["annotations"]["checksum/settings"]
         != pod["metadata"]["annotations"]["checksum/settings"]

@@ -28,13 +28,12 @@ OPERATOR_RULES: set[Rule] = {
     ("", "configmaps", ("create", "delete", "get", "list", "patch", "watch"), ()),
     ("", "persistentvolumeclaims", ("create", "delete", "get", "list", "patch", "watch"), ()),
     ("", "events", ("create", "patch"), ()),
+    ("", "serviceaccounts", ("create", "get", "patch"), ()),
+    ("rbac.authorization.k8s.io", "roles", ("create", "get", "patch"), ()),
+    ("rbac.authorization.k8s.io", "rolebindings", ("create", "get", "patch"), ()),
 }
-# Cluster-wide only: the operator sets up the trainer identity per namespace.
-TRAINER_RBAC_RULES: set[Rule] = {
-    ("", "serviceaccounts", ("create", "get"), ()),
-    ("rbac.authorization.k8s.io", "rolebindings", ("create", "get"), ()),
-    ("rbac.authorization.k8s.io", "clusterroles", ("bind",), ("wft-whisperft-trainer",)),
-}
+# What the operator itself grants each fine-tune's training pods (it can only
+# create a Role whose rights it holds): get + patch on that resource's status.
 TRAINER_RULES: set[Rule] = {("whisperft.io", "whisperfinetunes/status", ("get", "patch"), ())}
 RBAC_KINDS = {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
 
@@ -85,11 +84,8 @@ def test_release_scope_is_namespaced_only(helm: Path) -> None:
     assert set(objects) == {
         ("Role", "ml", "wft-whisperft-operator"),
         ("RoleBinding", "ml", "wft-whisperft-operator"),
-        ("Role", "ml", "wft-whisperft-trainer"),
-        ("RoleBinding", "ml", "wft-whisperft-trainer"),
     }
     assert flatten(objects["Role", "ml", "wft-whisperft-operator"]["rules"]) == OPERATOR_RULES
-    assert flatten(objects["Role", "ml", "wft-whisperft-trainer"]["rules"]) == TRAINER_RULES
 
 
 def test_namespace_list_gets_a_role_pair_in_each_namespace(helm: Path) -> None:
@@ -113,20 +109,8 @@ def test_namespace_list_gets_a_role_pair_in_each_namespace(helm: Path) -> None:
             }
         ]
         assert flatten(objects["Role", ns, "wft-whisperft-operator"]["rules"]) == OPERATOR_RULES
-        trainer_binding = objects["RoleBinding", ns, "wft-whisperft-trainer"]
-        assert trainer_binding["roleRef"]["kind"] == "Role"
-        assert trainer_binding["subjects"] == [
-            {"kind": "ServiceAccount", "name": "whisperft-trainer", "namespace": ns}
-        ]
-        assert flatten(objects["Role", ns, "wft-whisperft-trainer"]["rules"]) == TRAINER_RULES
     # Nothing is granted in the release namespace itself: it is not watched.
     assert not [key for key in objects if key[1] == "whisperft-system"]
-    trainer_sas = {
-        d["metadata"]["namespace"]
-        for d in docs
-        if d["kind"] == "ServiceAccount" and d["metadata"]["name"] == "whisperft-trainer"
-    }
-    assert trainer_sas == {"team-a", "team-b"}
     container = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"][
         "containers"
     ][0]
@@ -142,11 +126,10 @@ def test_all_scope_is_the_only_one_with_cluster_roles(helm: Path) -> None:
     assert set(objects) == {
         ("ClusterRole", None, "wft-whisperft-operator"),
         ("ClusterRoleBinding", None, "wft-whisperft-operator"),
-        ("ClusterRole", None, "wft-whisperft-trainer"),
     }
-    operator_rules = flatten(objects["ClusterRole", None, "wft-whisperft-operator"]["rules"])
-    assert operator_rules == OPERATOR_RULES | TRAINER_RBAC_RULES
-    assert flatten(objects["ClusterRole", None, "wft-whisperft-trainer"]["rules"]) == TRAINER_RULES
+    assert (
+        flatten(objects["ClusterRole", None, "wft-whisperft-operator"]["rules"]) == OPERATOR_RULES
+    )
     assert objects["ClusterRoleBinding", None, "wft-whisperft-operator"]["subjects"] == [
         {
             "kind": "ServiceAccount",
@@ -154,23 +137,31 @@ def test_all_scope_is_the_only_one_with_cluster_roles(helm: Path) -> None:
             "namespace": "whisperft-system",
         }
     ]
-    # The operator creates trainer ServiceAccounts itself in this scope.
-    assert not [
-        d
-        for d in docs
-        if d["kind"] == "ServiceAccount" and d["metadata"]["name"] == "whisperft-trainer"
-    ]
     settings = yaml.safe_load(
         next(d for d in docs if d["kind"] == "ConfigMap")["data"]["settings.yaml"]
     )
-    assert settings["watchNamespaces"] == []
-    assert settings["trainer"]["manageRBAC"] is True
-    assert settings["trainer"]["clusterRoleName"] == "wft-whisperft-trainer"
+    assert settings["namespaces"] == []
     container = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"][
         "containers"
     ][0]
     assert "--all-namespaces" in container["args"]
     assert not [a for a in container["args"] if a.startswith("--namespace")]
+
+
+def test_operator_holds_every_right_it_grants_training_pods() -> None:
+    # RBAC refuses to let anyone create a Role with rights they lack (no
+    # `escalate` verb here), so the trainer Role the operator renders must be
+    # covered by the operator's own rules.
+    from whisperft.operator.render.meta import Meta
+    from whisperft.operator.render.rbac import render_trainer_rbac
+
+    (role,) = [d for d in render_trainer_rbac(Meta("ft", "ml", "uid")) if d["kind"] == "Role"]
+    for group, resource, verbs, _names in flatten(role["rules"]):
+        held = {v for g, r, vs, _ in OPERATOR_RULES if (g, r) == (group, resource) for v in vs}
+        assert set(verbs) <= held, f"operator lacks {set(verbs) - held} on {group}/{resource}"
+    assert {(g, r, v) for g, r, v, _ in flatten(role["rules"])} == {
+        (g, r, v) for g, r, v, _ in TRAINER_RULES
+    }
 
 
 def test_rbac_can_be_left_to_the_platform_team(helm: Path) -> None:

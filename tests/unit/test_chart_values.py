@@ -47,7 +47,7 @@ def test_metrics_on_by_default_with_a_service_and_no_service_monitor(helm: Path)
     ]
     ports = {p["name"]: p["containerPort"] for p in container_of(docs)["ports"]}
     assert ports["metrics"] == 9090
-    assert settings_of(docs)["metrics"] == {"enabled": True, "port": 9090}
+    assert settings_of(docs)["metricsPort"] == 9090
     # The Service selects exactly the operator pod.
     (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
@@ -71,7 +71,7 @@ def test_metrics_off_removes_port_service_and_monitor(helm: Path) -> None:
     docs = helm_template(helm, {"metrics": {"enabled": False}})
     assert not {"Service", "ServiceMonitor"} & kinds(docs)
     assert "metrics" not in {p["name"] for p in container_of(docs)["ports"]}
-    assert settings_of(docs)["metrics"]["enabled"] is False
+    assert settings_of(docs)["metricsPort"] == 0  # the operator's "off"
 
 
 def test_service_monitor_without_metrics_fails_with_a_reason(helm: Path) -> None:
@@ -129,24 +129,63 @@ def test_duplicate_accelerators_are_refused(helm: Path) -> None:
 
 def test_images_default_to_app_version_and_accept_digests(helm: Path) -> None:
     docs = helm_template(helm)
-    assert container_of(docs)["image"] == "ghcr.io/whisperft/whisperft-operator:0.1.0"
-    assert settings_of(docs)["trainer"]["image"] == "ghcr.io/whisperft/whisperft-trainer:0.1.0"
+    assert container_of(docs)["image"] == "ghcr.io/whisperft/operator:0.1.0"
+    assert settings_of(docs)["trainerImage"] == "ghcr.io/whisperft/trainer:0.1.0"
     values = {
         "image": {"repository": "reg.example/wft-op", "tag": "1.2.3", "digest": DIGEST},
         "trainer": {"image": {"repository": "reg.example/wft-train", "tag": "1.2.3"}},
     }
     docs = helm_template(helm, values)
     assert container_of(docs)["image"] == f"reg.example/wft-op:1.2.3@{DIGEST}"
-    assert settings_of(docs)["trainer"]["image"] == "reg.example/wft-train:1.2.3"
+    assert settings_of(docs)["trainerImage"] == "reg.example/wft-train:1.2.3"
 
 
-def test_settings_carry_defaults_and_trainer_identity(helm: Path) -> None:
-    settings = settings_of(helm_template(helm, {"defaults": {"maxRestarts": 5}}, namespace="ml"))
-    assert settings["watchNamespaces"] == ["ml"]
-    assert settings["trainer"]["serviceAccountName"] == "whisperft-trainer"
-    assert settings["trainer"]["manageRBAC"] is False
-    assert settings["defaults"]["maxRestarts"] == 5
-    assert settings["defaults"]["sharedMemorySize"] == "16Gi"  # merged, not replaced
+def test_settings_carry_defaults_and_namespaces(helm: Path) -> None:
+    values = {"defaults": {"workerResources": {"cpu": "16", "memory": "64Gi"}}}
+    settings = settings_of(helm_template(helm, values, namespace="ml"))
+    assert settings["namespaces"] == ["ml"]
+    assert settings["workerDefaults"] == {"cpu": "16", "memory": "64Gi"}
+    assert settings["shmSize"] == "8Gi"  # merged with the defaults, not replaced
+    assert settings["rayVersion"] == "2.60.0"
+    assert (settings["runAsUser"], settings["fsGroup"]) == (1000, 100)
+
+
+def test_rendered_settings_load_in_the_operator(helm: Path, tmp_path: Path) -> None:
+    """The chart writes exactly the file format operator/settings.py reads."""
+    from whisperft.operator.settings import ENV_SETTINGS_FILE, load_settings
+
+    values = {
+        "watch": {"scope": "namespaces", "namespaces": ["a", "b"]},
+        "metrics": {"port": 9191},
+        "trainer": {"image": {"repository": "reg.example/t", "tag": "9"}},
+        "nodePools": [
+            {"accelerator": "x1", "nodeSelector": {"p": "x"}, "gpuMemoryGiB": 40, "bf16": False}
+        ],
+    }
+    docs = helm_template(helm, values)
+    (container,) = [
+        c
+        for d in docs
+        if d["kind"] == "Deployment"
+        for c in d["spec"]["template"]["spec"]["containers"]
+    ]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    path = tmp_path / "settings.yaml"
+    path.write_text(yaml.safe_dump(settings_of(docs)))
+    assert ENV_SETTINGS_FILE in env
+    settings = load_settings({ENV_SETTINGS_FILE: str(path)})
+    assert settings.namespaces == ["a", "b"]
+    assert settings.metrics_port == 9191
+    assert settings.trainer_image == "reg.example/t:9"
+    assert set(settings.node_pools) == {"x1"}
+    assert settings.node_pools["x1"].gpu_memory_gib == 40
+    assert settings.node_pools["x1"].bf16 is False
+
+
+def test_ray_version_matches_the_locked_ray(helm: Path) -> None:
+    lock = (Path(__file__).resolve().parents[2] / "requirements.lock").read_text()
+    (ray_pin,) = [line.split("==")[1] for line in lock.splitlines() if line.startswith("ray==")]
+    assert settings_of(helm_template(helm))["rayVersion"] == ray_pin
 
 
 def test_extra_args_and_env_reach_the_operator(helm: Path) -> None:
@@ -206,7 +245,8 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
         "/defaults/workerResources",
         "additional properties 'gpus' not allowed",
     ),
-    ({"defaults": {"maxRestarts": -1}}, "/defaults/maxRestarts", "minimum"),
+    ({"defaults": {"sharedMemorySize": "huge"}}, "/defaults/sharedMemorySize", "oneOf"),
+    ({"trainer": {"rayVersion": "latest"}}, "/trainer/rayVersion", "does not match pattern"),
     (
         {"securityContext": {"allowPrivilegeEscalation": True, "capabilities": {"drop": ["ALL"]}}},
         "/securityContext/allowPrivilegeEscalation",
@@ -230,7 +270,7 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     ),
     ({"image": {"digest": "latest"}}, "/image/digest", "does not match pattern"),
     ({"image": {"repository": "ghcr.io/x:1.0"}}, "/image/repository", "does not match pattern"),
-    ({"operator": {"logLevel": "loud"}}, "/operator/logLevel", "value must be one of"),
+    ({"operator": {"logFormat": "xml"}}, "/operator/logFormat", "value must be one of"),
     ({"replicas": 2}, "", "additional properties 'replicas' not allowed"),
 ]
 

@@ -52,9 +52,6 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s-operator" (include "whisperft.fullname" .) }}
 {{- end }}
 
-{{- define "whisperft.trainerRoleName" -}}
-{{- printf "%s-trainer" (include "whisperft.fullname" .) }}
-{{- end }}
 
 {{- define "whisperft.settingsName" -}}
 {{- printf "%s-settings" (include "whisperft.fullname" .) }}

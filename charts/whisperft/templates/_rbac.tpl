@@ -40,25 +40,13 @@ modes grant the same thing. tests/unit/test_chart_rbac.py pins this list.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
-{{- if .manageTrainerRBAC }}
-# Cluster-wide mode only: the operator gives each namespace it meets the
-# trainer's ServiceAccount and a RoleBinding to the trainer ClusterRole.
+# Per fine-tune, the training pods' identity: a ServiceAccount and a Role
+# (get + patch on that one resource's status) bound to it. Creating that Role
+# is allowed because the operator holds the same rights on whisperfinetunes/status.
 - apiGroups: [""]
   resources: ["serviceaccounts"]
-  verbs: ["get", "create"]
+  verbs: ["get", "create", "patch"]
 - apiGroups: ["rbac.authorization.k8s.io"]
-  resources: ["rolebindings"]
-  verbs: ["get", "create"]
-- apiGroups: ["rbac.authorization.k8s.io"]
-  resources: ["clusterroles"]
-  verbs: ["bind"]
-  resourceNames: [{{ .trainerRoleName | quote }}]
-{{- end }}
-{{- end }}
-
-{{/* The training pods' rules: report progress to their own resource, nothing more. */}}
-{{- define "whisperft.trainerRules" -}}
-- apiGroups: ["whisperft.io"]
-  resources: ["whisperfinetunes/status"]
-  verbs: ["get", "patch"]
+  resources: ["roles", "rolebindings"]
+  verbs: ["get", "create", "patch"]
 {{- end }}
