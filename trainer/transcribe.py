@@ -1,0 +1,89 @@
+"""Batched greedy transcription with a Hugging Face Whisper model."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+SAMPLING_RATE = 16_000
+
+
+@dataclass
+class Transcription:
+    texts: list[str]
+    capped: int  # decodes that hit max_new_tokens (looping) instead of ending with <|endoftext|>
+
+
+def generate_kwargs(
+    model: Any, language: str | None, task: str, max_new_tokens: int
+) -> dict[str, Any]:
+    """Greedy ``generate`` arguments; English-only checkpoints take no language/task."""
+    kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": False, "num_beams": 1}
+    if getattr(model.generation_config, "is_multilingual", False):
+        kwargs["task"] = task
+        if language is not None:  # None: the model detects the language per utterance
+            kwargs["language"] = language
+    return kwargs
+
+
+def transcribe(
+    model: Any,
+    processor: Any,
+    audios: Sequence[np.ndarray],
+    *,
+    language: str | None,
+    task: str = "transcribe",
+    batch_size: int = 16,
+    max_new_tokens: int = 128,
+    progress: bool = False,
+) -> Transcription:
+    """Texts for 16 kHz mono float32 ``audios``, in order.
+
+    Works on a DeepSpeed/ZeRO-3 engine's unwrapped module too: ``generate`` then
+    runs with ``synced_gpus`` (transformers turns it on under ZeRO-3), so every
+    rank must call this with the same number of batches.
+    """
+    import torch
+
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    param = next(model.parameters())
+    kwargs = generate_kwargs(model, language, task, max_new_tokens)
+    eos = model.generation_config.eos_token_id
+    eos_ids = set(eos if isinstance(eos, list) else [eos])
+    texts: list[str] = []
+    capped = 0
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(audios), batch_size):
+                batch = [
+                    np.asarray(a, dtype=np.float32) for a in audios[start : start + batch_size]
+                ]
+                features = processor.feature_extractor(
+                    batch, sampling_rate=SAMPLING_RATE, return_tensors="pt"
+                ).input_features
+                out = model.generate(
+                    input_features=features.to(param.device, param.dtype), **kwargs
+                )
+                sequences = out.sequences if hasattr(out, "sequences") else out
+                for row in sequences.tolist():
+                    # transformers 5 returns the generated tokens without the prompt and drops
+                    # the batch's final <|endoftext|>, so "no eos" alone is not a cap: a capped
+                    # decode is one that used every new token without ending.
+                    if len(row) >= max_new_tokens and not eos_ids.intersection(row):
+                        capped += 1
+                texts.extend(
+                    t.strip()
+                    for t in processor.tokenizer.batch_decode(sequences, skip_special_tokens=True)
+                )
+                if progress:
+                    print(f"transcribed {len(texts)}/{len(audios)}", file=sys.stderr, flush=True)
+    finally:
+        model.train(was_training)
+    return Transcription(texts=texts, capped=capped)
