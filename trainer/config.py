@@ -116,7 +116,19 @@ class TrainingConfig(_Strict):
     max_grad_norm: float = Field(1.0, gt=0.0)
     precision: Precision = Field("auto", description="auto = bf16 on GPUs that have it, else fp32.")
     gradient_checkpointing: bool = False
-    freeze_encoder: bool = False
+    freeze_encoder: bool = Field(
+        False, description="Freeze the conv stem and encoder layers (all but train_top_encoder_layers)."
+    )
+    train_top_encoder_layers: int = Field(
+        0, ge=0, le=64, description="With freeze_encoder: how many top encoder layers still train."
+    )
+    cache_encoder_outputs: bool = Field(
+        True,
+        description=(
+            "With freeze_encoder and no spec_augment: compute the frozen part once per example "
+            "and train only the rest (the encoder is ~80% of the FLOPs)."
+        ),
+    )
     spec_augment: bool = False
     deepspeed: DeepSpeedConfig = Field(default_factory=DeepSpeedConfig)
     eval_every: int = Field(0, ge=0, description="Evaluate every N steps (0: only at start and end).")

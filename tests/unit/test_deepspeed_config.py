@@ -1,0 +1,61 @@
+import pytest
+
+from whisperft.trainer.config import TrainConfig
+from whisperft.trainer.deepspeed_config import build_deepspeed_config, resolve_precision, total_steps
+
+pytestmark = pytest.mark.unit
+
+
+def cfg(**training: object) -> TrainConfig:
+    return TrainConfig.from_dict({"training": {"max_steps": 100, **training}})
+
+
+def test_batch_arithmetic_and_cpu_optimizer() -> None:
+    c = build_deepspeed_config(cfg(batch_size_per_worker=4, grad_accum=3), world_size=2, precision="fp32", cuda=False, steps=100)
+    assert c["train_batch_size"] == 24
+    assert c["train_micro_batch_size_per_gpu"] == 4 and c["gradient_accumulation_steps"] == 3
+    assert c["optimizer"]["params"]["torch_adam"] is True  # FusedAdam needs CUDA
+    assert c["zero_optimization"]["stage"] == 2
+    assert not c["bf16"]["enabled"] and not c["fp16"]["enabled"]
+
+
+def test_gpu_offload_and_stage3() -> None:
+    c = build_deepspeed_config(
+        cfg(deepspeed={"stage": 3, "offload_optimizer": True, "offload_params": True}),
+        world_size=8, precision="bf16", cuda=True, steps=100,
+    )
+    z = c["zero_optimization"]
+    assert z["offload_optimizer"]["device"] == "cpu" and z["offload_param"]["device"] == "cpu"
+    assert z["stage3_gather_16bit_weights_on_model_save"] is True
+    assert c["bf16"]["enabled"] is True
+    assert "torch_adam" not in c["optimizer"]["params"]  # DeepSpeedCPUAdam on GPU hosts
+
+
+@pytest.mark.parametrize("schedule, kind", [("linear", "WarmupDecayLR"), ("cosine", "WarmupCosineLR"), ("constant", "WarmupLR")])
+def test_schedules(schedule: str, kind: str) -> None:
+    c = build_deepspeed_config(cfg(lr_schedule=schedule, warmup_steps=500), world_size=1, precision="fp32", cuda=False, steps=50)
+    assert c["scheduler"]["type"] == kind
+    assert c["scheduler"]["params"]["warmup_num_steps"] == 49  # clamped below the run length
+
+
+def test_overrides_merge_last() -> None:
+    c = build_deepspeed_config(
+        cfg(deepspeed={"stage": 1, "overrides": {"zero_optimization": {"reduce_bucket_size": 123}, "wall_clock_breakdown": True}}),
+        world_size=1, precision="fp32", cuda=False, steps=10,
+    )
+    assert c["zero_optimization"] == {**c["zero_optimization"], "stage": 1, "reduce_bucket_size": 123}
+    assert c["wall_clock_breakdown"] is True
+
+
+def test_precision_resolution() -> None:
+    assert resolve_precision(cfg(precision="bf16"), cuda=False, bf16_supported=False) == "fp32"
+    assert resolve_precision(cfg(precision="auto"), cuda=True, bf16_supported=True) == "bf16"
+    assert resolve_precision(cfg(precision="auto"), cuda=True, bf16_supported=False) == "fp16"
+    with pytest.raises(ValueError, match="no bf16 support"):
+        resolve_precision(cfg(precision="bf16"), cuda=True, bf16_supported=False)
+
+
+def test_total_steps_from_epochs() -> None:
+    c = TrainConfig.from_dict({"training": {"epochs": 2, "batch_size_per_worker": 5}})
+    assert total_steps(c, n_train=100, world_size=2) == 20
+    assert total_steps(cfg(), n_train=1, world_size=64) == 100

@@ -1,0 +1,135 @@
+"""Checkpoint layout, validation, discovery and retention (no torch import).
+
+One checkpoint is the directory ``<storage>/<run>/checkpoint_step_NNNNNNNN``
+that Ray Train merges from every worker's upload:
+
+- ``ds/``: DeepSpeed's engine state (model, optimizer, scheduler shards);
+- ``rng_rank{r}.pt``: each rank's RNG state;
+- ``manifest_rank{r}.json``: the files rank r wrote, with sizes;
+- ``trainer_state.json``: step, data position, metrics history, best WER and
+  the whole TrainConfig (written by rank 0).
+
+A checkpoint counts only when every rank's manifest is present and every file
+it lists has the recorded size: a partial upload or a truncated file is
+skipped in favour of the previous good checkpoint, with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+PREFIX = "checkpoint_step_"
+STATE_FILE = "trainer_state.json"
+DS_TAG = "ds"
+_NAME = re.compile(rf"^{PREFIX}(\d+)$")
+
+
+def dir_name(step: int) -> str:
+    return f"{PREFIX}{step:08d}"
+
+
+def step_of(path: Path) -> int | None:
+    m = _NAME.match(path.name)
+    return int(m.group(1)) if m else None
+
+
+@dataclass
+class TrainerState:
+    step: int
+    micro_step: int
+    epoch: int
+    world_size: int
+    total_steps: int
+    config: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    baseline_wer: float | None = None
+    best_wer: float | None = None
+    best_step: int | None = None
+    samples_seen: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainerState:
+        return cls(**json.loads(text))
+
+
+def write_manifest(local_dir: Path, rank: int) -> None:
+    """Record the files this rank wrote (after writing them, before upload)."""
+    files = {}
+    for f in sorted(local_dir.rglob("*")):
+        if f.is_file() and not f.name.startswith("manifest_rank"):
+            files[str(f.relative_to(local_dir))] = f.stat().st_size
+    (local_dir / f"manifest_rank{rank}.json").write_text(json.dumps({"rank": rank, "files": files}))
+
+
+def problem(ckpt: Path) -> str | None:
+    """Why ``ckpt`` cannot be resumed from, or None when it is complete."""
+    state_file = ckpt / STATE_FILE
+    if not state_file.is_file():
+        return f"{STATE_FILE} missing"
+    try:
+        state = TrainerState.from_json(state_file.read_text())
+    except (ValueError, TypeError) as exc:
+        return f"{STATE_FILE} unreadable ({exc})"
+    for rank in range(state.world_size):
+        manifest = ckpt / f"manifest_rank{rank}.json"
+        if not manifest.is_file():
+            return f"rank {rank} never finished writing (no {manifest.name})"
+        try:
+            files = json.loads(manifest.read_text())["files"]
+        except (ValueError, KeyError) as exc:
+            return f"{manifest.name} unreadable ({exc})"
+        for rel, size in files.items():
+            f = ckpt / rel
+            if not f.is_file():
+                return f"{rel} missing"
+            if f.stat().st_size != size:
+                return f"{rel} is {f.stat().st_size} bytes, expected {size} (truncated?)"
+    return None
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoint directories of a run, newest step first."""
+    if not run_dir.is_dir():
+        return []
+    found = [(s, p) for p in run_dir.iterdir() if p.is_dir() and (s := step_of(p)) is not None]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def latest_good(run_dir: Path) -> tuple[Path, TrainerState] | None:
+    """The newest complete checkpoint; incomplete newer ones are skipped loudly."""
+    for ckpt in list_checkpoints(run_dir):
+        why = problem(ckpt)
+        if why is None:
+            return ckpt, TrainerState.from_json((ckpt / STATE_FILE).read_text())
+        log.warning("skipping checkpoint %s: %s; falling back to the previous one", ckpt, why)
+    return None
+
+
+def prune(run_dir: Path, *, keep_last: int, best_step: int | None) -> list[Path]:
+    """Delete all but the newest ``keep_last`` complete checkpoints and the best one."""
+    removed: list[Path] = []
+    kept = 0
+    for ckpt in list_checkpoints(run_dir):
+        step = step_of(ckpt)
+        good = problem(ckpt) is None
+        if good and kept < keep_last:
+            kept += 1
+            continue
+        if step == best_step and good:
+            continue
+        if not good and kept == 0:
+            continue  # never delete what may still be an upload in progress at the head
+        shutil.rmtree(ckpt, ignore_errors=True)
+        removed.append(ckpt)
+    return removed

@@ -1,0 +1,130 @@
+"""The DeepSpeed JSON built from a TrainConfig (pure: no torch import).
+
+DeepSpeed owns the optimizer and the LR schedule so that its checkpoints hold
+the whole training state; `overrides` is merged last for expert use.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from whisperft.trainer.config import TrainConfig
+
+
+def resolve_precision(cfg: TrainConfig, *, cuda: bool, bf16_supported: bool) -> str:
+    """The precision a run actually uses: fp32 on CPU whatever was asked."""
+    asked = cfg.training.precision
+    if not cuda:
+        return "fp32"
+    if asked == "auto":
+        return "bf16" if bf16_supported else "fp16"
+    if asked == "bf16" and not bf16_supported:
+        raise ValueError("precision bf16 was asked but this GPU has no bf16 support; use fp16")
+    return asked
+
+
+def total_steps(cfg: TrainConfig, *, n_train: int, world_size: int) -> int:
+    """Optimizer steps for the run: max_steps, or epochs over the sharded data."""
+    t = cfg.training
+    if t.max_steps is not None:
+        return t.max_steps
+    assert t.epochs is not None
+    per_step = t.batch_size_per_worker * t.grad_accum * world_size
+    steps_per_epoch = max(1, n_train // per_step)
+    return max(1, round(steps_per_epoch * t.epochs))
+
+
+def build_deepspeed_config(
+    cfg: TrainConfig, *, world_size: int, precision: str, cuda: bool, steps: int
+) -> dict[str, Any]:
+    t = cfg.training
+    ds = t.deepspeed
+    optimizer: dict[str, Any] = {
+        "type": "AdamW",
+        "params": {
+            "lr": t.learning_rate,
+            "betas": [0.9, 0.98],
+            "eps": 1e-6,
+            "weight_decay": t.weight_decay,
+        },
+    }
+    if not cuda or (not ds.offload_optimizer and ds.stage == 0):
+        # FusedAdam needs CUDA; the CPU accelerator gets plain torch AdamW.
+        optimizer["params"]["torch_adam"] = True
+    warmup = min(t.warmup_steps, max(steps - 1, 0))
+    scheduler: dict[str, Any]
+    if t.lr_schedule == "constant":
+        scheduler = {
+            "type": "WarmupLR",
+            "params": {"warmup_min_lr": 0.0, "warmup_max_lr": t.learning_rate, "warmup_num_steps": warmup, "warmup_type": "linear"},
+        }
+    elif t.lr_schedule == "cosine":
+        scheduler = {
+            "type": "WarmupCosineLR",
+            "params": {"total_num_steps": steps, "warmup_num_steps": warmup, "warmup_type": "linear"},
+        }
+    else:
+        scheduler = {
+            "type": "WarmupDecayLR",
+            "params": {
+                "warmup_min_lr": 0.0,
+                "warmup_max_lr": t.learning_rate,
+                "warmup_num_steps": warmup,
+                "total_num_steps": steps,
+                "warmup_type": "linear",
+            },
+        }
+    zero: dict[str, Any] = {"stage": ds.stage}
+    if ds.stage >= 1:
+        zero.update(
+            {
+                "overlap_comm": cuda,
+                "contiguous_gradients": True,
+                "reduce_bucket_size": 5e7,
+            }
+        )
+    if ds.stage == 2:
+        zero["allgather_bucket_size"] = 5e7
+    if ds.stage == 3:
+        zero.update(
+            {
+                "stage3_prefetch_bucket_size": 5e7,
+                "stage3_param_persistence_threshold": 1e5,
+                # Needed so that eval can consolidate full weights on rank 0.
+                "stage3_gather_16bit_weights_on_model_save": True,
+            }
+        )
+    if ds.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": cuda}
+    if ds.offload_params:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": cuda}
+
+    config: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": t.batch_size_per_worker,
+        "gradient_accumulation_steps": t.grad_accum,
+        "train_batch_size": t.batch_size_per_worker * t.grad_accum * world_size,
+        "gradient_clipping": t.max_grad_norm,
+        "optimizer": optimizer,
+        "scheduler": scheduler,
+        "zero_optimization": zero,
+        "bf16": {"enabled": precision == "bf16"},
+        "fp16": {"enabled": precision == "fp16", "loss_scale": 0, "initial_scale_power": 16},
+        "steps_per_print": 10**9,  # we log ourselves
+        "wall_clock_breakdown": False,
+        "zero_allow_untested_optimizer": True,
+    }
+    if ds.offload_optimizer and not cuda:
+        # DeepSpeedCPUAdam needs a compiled op; plain AdamW works with offload on CPU.
+        config["zero_force_ds_cpu_optimizer"] = False
+    return _merge(config, ds.overrides)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out

@@ -1,0 +1,187 @@
+"""The driver: resolve model and data, cache features, run TorchTrainer, write results.
+
+Locally this starts its own Ray; in a RayJob it joins the cluster
+(``ray_address="auto"``). Either way checkpoints go to
+``<run.storage_path>/<run.name>``, so a new run with the same name resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from whisperft.trainer import checkpoint as ckpt
+from whisperft.trainer.config import TrainConfig
+from whisperft.trainer.data.features import FeatureSet, build_feature_set, cache_key, label_ids, source_fingerprint
+from whisperft.trainer.model_prep import Prefix, decoder_prefix
+
+log = logging.getLogger("whisperft.trainer")
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("WHISPERFT_CACHE", Path.home() / ".cache" / "whisperft"))
+
+
+@dataclass
+class Prepared:
+    model_dir: Path
+    prefix: Prefix
+    splits: dict[str, FeatureSet]  # train / eval / test
+    features_root: Path
+
+
+def prepare_data(cfg: TrainConfig, *, progress: bool = True) -> Prepared:
+    """Model dir and cached features for the three splits (driver side, once)."""
+    from transformers import GenerationConfig, WhisperProcessor
+
+    from whisperft.trainer.data import iter_split, resolve_data_path
+    from whisperft.trainer.model import resolve_model_dir
+
+    model_dir = resolve_model_dir(cfg.model.name, cache_dir=cfg.model.cache_dir)
+    processor = WhisperProcessor.from_pretrained(model_dir)
+    gen = GenerationConfig.from_pretrained(model_dir)
+    multilingual = bool(getattr(gen, "is_multilingual", False))
+    prefix = decoder_prefix(
+        processor.tokenizer, gen, multilingual=multilingual, language=cfg.model.language, task=cfg.model.task
+    )
+    d = cfg.data
+    data_path = resolve_data_path(d.path)
+    features_root = Path(d.feature_cache_dir) if d.feature_cache_dir else cache_root() / "features"
+    fe = processor.feature_extractor
+
+    def extract(audio: Any) -> Any:
+        return fe(audio, sampling_rate=16000, return_tensors="np").input_features[0]
+
+    def labels_for(sentence: str) -> list[int]:
+        return label_ids(processor.tokenizer, prefix.ids, prefix.eot, sentence)
+
+    splits: dict[str, FeatureSet] = {}
+    wanted = {"train": (d.train_split, d.max_train_examples), "eval": (d.eval_split, d.max_eval_examples),
+              "test": (d.test_split, d.max_eval_examples)}
+    for role, (split, limit) in wanted.items():
+        key = cache_key(
+            {
+                "source": str(data_path.resolve()), "format": d.format, "split": split,
+                "fingerprint": source_fingerprint(data_path, split), "limit": limit,
+                "min_s": d.min_duration_s, "max_s": d.max_duration_s, "max_tokens": d.max_label_tokens,
+                "prefix": list(prefix.ids), "features": fe.to_dict(), "vocab": len(processor.tokenizer),
+            }
+        )
+        skipped: Counter[str] = Counter()
+        examples = iter_split(
+            d.format, data_path, split, skipped=skipped, min_duration_s=d.min_duration_s,
+            max_duration_s=d.max_duration_s, label_length=lambda s: len(labels_for(s)),
+            max_label_tokens=d.max_label_tokens, limit=limit,
+        )
+        bar = _bar(f"features {role} ({split})") if progress else None
+        splits[role] = build_feature_set(
+            cache_root=features_root, key=key, examples=examples, skipped=skipped, extract=extract,
+            labels_for=labels_for, progress=bar, description=f"{data_path} [{split}]",
+        )
+    return Prepared(model_dir=model_dir, prefix=prefix, splits=splits, features_root=features_root)
+
+
+def _bar(desc: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return lambda it: tqdm(it, desc=desc, unit="clip", leave=False)
+
+
+def run(cfg: TrainConfig, *, ray_address: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Fine-tune per ``cfg``; returns (and writes) the results dict."""
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from whisperft.trainer.loop import train_worker
+    from whisperft.trainer.plots import plot_history
+
+    t0 = time.perf_counter()
+    storage = Path(cfg.run.storage_path).resolve()
+    out_dir = Path(cfg.run.output_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = storage / cfg.run.name
+    prep = prepare_data(cfg, progress=progress)
+    t_data = time.perf_counter() - t0
+    s = cfg.scaling
+    env = {
+        "DS_ACCELERATOR": "cuda" if s.use_gpu else "cpu",
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
+        "OMP_NUM_THREADS": str(max(1, int(s.cpus_per_worker))),
+        **{k: v for k, v in os.environ.items() if k.startswith("WHISPERFT_")},
+    }
+    if not ray.is_initialized():
+        if ray_address:
+            ray.init(address=ray_address, runtime_env={"env_vars": env}, log_to_driver=True)
+        else:
+            ray.init(
+                num_cpus=max(int(s.workers * s.cpus_per_worker), 1) + 1,
+                include_dashboard=False,
+                runtime_env={"env_vars": env},
+                logging_level=logging.WARNING,
+            )
+    job = {
+        "config": cfg.model_dump(mode="json"),
+        "model_dir": str(prep.model_dir),
+        "train_features": str(prep.splits["train"].path),
+        "eval_features": {"eval": str(prep.splits["eval"].path), "test": str(prep.splits["test"].path)},
+        "run_dir": str(run_dir),
+        "encoder_cache_root": str(prep.features_root),
+        "output_dir": str(out_dir),
+    }
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config=job,
+        scaling_config=ScalingConfig(
+            num_workers=s.workers,
+            use_gpu=s.use_gpu,
+            resources_per_worker={"CPU": s.cpus_per_worker, **({"GPU": s.gpus_per_worker} if s.use_gpu else {})},
+        ),
+        torch_config=TorchConfig(backend="nccl" if s.use_gpu else "gloo"),
+        run_config=RunConfig(
+            name=cfg.run.name,
+            storage_path=str(storage),
+            failure_config=FailureConfig(max_failures=s.max_failures),
+            # Retention is ours (last K plus best, see checkpoint.prune).
+            checkpoint_config=CheckpointConfig(num_to_keep=None),
+        ),
+    )
+    result = trainer.fit()
+    wall = time.perf_counter() - t0
+    found = ckpt.latest_good(run_dir)
+    state = found[1] if found else None
+    metrics = dict(result.metrics or {})
+    results: dict[str, Any] = {
+        "config": cfg.model_dump(mode="json"),
+        "model_source": str(prep.model_dir),
+        "data": {
+            role: {"path": str(fs.path), "n": len(fs), "audio_s": round(fs.total_audio_s, 1), "skipped": fs.skipped}
+            for role, fs in prep.splits.items()
+        },
+        "steps": metrics.get("step"),
+        "wer_before": metrics.get("wer_before"),
+        "wer_after": metrics.get("wer_after"),
+        "eval_wer": metrics.get("eval_wer"),
+        "best_wer": metrics.get("best_wer"),
+        "best_step": metrics.get("best_step"),
+        "capped_after": metrics.get("capped_after"),
+        "samples_per_s": metrics.get("samples_per_s"),
+        "peak_rss_mb_rank0": metrics.get("peak_rss_mb"),
+        "peak_gpu_mb_rank0": metrics.get("peak_gpu_mb"),
+        "prepare_s": round(t_data, 1),
+        "job_wall_s": round(wall, 1),
+        "checkpoints": [str(p) for p in ckpt.list_checkpoints(run_dir)],
+        "final_model": str(out_dir / "model"),
+        "history": state.history if state else [],
+    }
+    if state and state.history:
+        results["plot"] = str(plot_history(state.history, out_dir / "training.png", title=cfg.run.name))
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    return results

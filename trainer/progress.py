@@ -1,0 +1,94 @@
+"""Where rank 0 sends progress: the console locally, the resource status on a cluster.
+
+The operator points the trainer at its WhisperFineTune through two env vars
+(names in whisperft.names); the training pods' ServiceAccount may patch only
+that resource's status. Publishing is best effort: a failed patch is logged
+and never stops training.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from whisperft import names
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Progress:
+    step: int
+    total_steps: int
+    epoch: float
+    loss: float | None = None
+    eval_wer: float | None = None
+    baseline_wer: float | None = None
+    best_wer: float | None = None
+    samples_per_second: float | None = None
+    last_checkpoint: str | None = None
+
+    def status_patch(self) -> dict[str, Any]:
+        progress = {
+            "step": self.step,
+            "totalSteps": self.total_steps,
+            "epoch": round(self.epoch, 4),
+            "loss": _round(self.loss),
+            "evalWer": _round(self.eval_wer),
+            "baselineWer": _round(self.baseline_wer),
+            "bestWer": _round(self.best_wer),
+            "samplesPerSecond": _round(self.samples_per_second),
+            "updatedAt": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        patch: dict[str, Any] = {"progress": {k: v for k, v in progress.items() if v is not None}}
+        if self.last_checkpoint:
+            patch["lastCheckpoint"] = self.last_checkpoint
+        return {"status": patch}
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 5)
+
+
+class ProgressSink(Protocol):
+    def publish(self, progress: Progress) -> None: ...
+
+
+class LogSink:
+    """Local mode: progress goes to the log (the console shows a bar and eval lines)."""
+
+    def publish(self, progress: Progress) -> None:
+        log.debug("progress %s", progress)
+
+
+class StatusSink:
+    """Cluster mode: merge-patch the WhisperFineTune's status subresource."""
+
+    def __init__(self, name: str, namespace: str) -> None:
+        from kubernetes import client, config
+
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        self._api = client.CustomObjectsApi()
+        self.name, self.namespace = name, namespace
+
+    def publish(self, progress: Progress) -> None:
+        try:
+            self._api.patch_namespaced_custom_object_status(
+                names.GROUP, names.VERSION, self.namespace, names.PLURAL, self.name, progress.status_patch()
+            )
+        except Exception as exc:  # best effort: never stop training for a status update
+            log.warning("could not publish progress to %s/%s: %s", self.namespace, self.name, exc)
+
+
+def sink_from_env(env: dict[str, str] | None = None) -> ProgressSink:
+    env = dict(os.environ) if env is None else env
+    name, ns = env.get(names.ENV_FINETUNE_NAME), env.get(names.ENV_FINETUNE_NAMESPACE)
+    if name and ns:
+        return StatusSink(name, ns)
+    return LogSink()
