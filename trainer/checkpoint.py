@@ -54,6 +54,7 @@ class TrainerState:
     best_wer: float | None = None
     best_step: int | None = None
     samples_seen: int = 0
+    optim_fingerprint: float | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

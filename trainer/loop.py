@@ -147,9 +147,23 @@ class Worker:
         if self.cuda and rng.get("cuda") is not None:
             torch.cuda.set_rng_state(rng["cuda"])
         state.total_steps = self.steps
-        if self.rank == 0:
-            log.info("resumed from %s at step %d/%d", path.name, state.step, self.steps)
+        fp = self.optimizer_fingerprint()
+        state.history.append({"event": "resumed", "step": state.step, "from": path.name, "optim_fingerprint": fp})
+        self.say(f"resumed from {path.name} at step {state.step}/{self.steps}")
         return state
+
+    def optimizer_fingerprint(self) -> float:
+        """Sum of every Adam moment across ranks: equal before save and after load."""
+        import torch
+
+        opt = self.engine.optimizer
+        inner = getattr(opt, "optimizer", opt)
+        total = 0.0
+        for st in inner.state.values():
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in st:
+                    total += float(st[key].double().sum())
+        return self._mean_across_ranks(total) * self.world if torch.distributed.is_initialized() else total
 
     # -- one optimizer step --------------------------------------------------------
     def train_step(self, state: ckpt.TrainerState) -> float:
@@ -237,8 +251,9 @@ class Worker:
                 "cuda": torch.cuda.get_rng_state() if self.cuda else None,
             }
             torch.save(rng, d / f"rng_rank{self.rank}.pt")
+            fingerprint = self.optimizer_fingerprint()
             if self.rank == 0:
-                (d / ckpt.STATE_FILE).write_text(state.to_json())
+                (d / ckpt.STATE_FILE).write_text(json.dumps({**json.loads(state.to_json()), "optim_fingerprint": fingerprint}, indent=2))
             ckpt.write_manifest(d, self.rank)
             train.report(metrics, checkpoint=train.Checkpoint.from_directory(str(d)), checkpoint_dir_name=name)
         if self.rank == 0:

@@ -68,3 +68,13 @@ def test_overrides(tmp_path: Path) -> None:
 def test_demo_config_is_valid() -> None:
     c = TrainConfig.load(Path(__file__).parents[2] / "examples" / "demo.yaml")
     assert c.scaling.workers == 2 and c.training.deepspeed.stage == 2 and c.model.name == "bundled:tiny.en"
+
+
+def test_cli_refuses_bad_config_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from whisperft.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  max_steps: -3\n")
+    assert main(["train", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "training.max_steps" in err and "bad.yaml" in err

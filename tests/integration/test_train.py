@@ -1,0 +1,165 @@
+"""The trainer for real: local Ray, DeepSpeed on the CPU accelerator, converted Whisper tiny.en.
+
+Each run goes through the `whisperft train` CLI in a subprocess, as a user or
+the RayJob entrypoint would, so stopping a run is a real SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import yaml
+
+from whisperft.trainer import checkpoint as ckpt
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
+
+
+def write_config(tmp: Path, name: str, **training: Any) -> Path:
+    stage = training.pop("stage", 2)
+    cfg = {
+        "model": {"name": "bundled:tiny.en", "language": "en"},
+        "data": {"path": "bundled:en", "max_train_examples": 32, "max_eval_examples": 8},
+        "training": {
+            "max_steps": 4,
+            "batch_size_per_worker": 4,
+            "learning_rate": 1e-4,
+            "warmup_steps": 1,
+            "freeze_encoder": True,
+            "train_top_encoder_layers": 1,
+            "save_every": 2,
+            "keep_checkpoints": 5,
+            "eval_batch_size": 8,
+            "max_new_tokens": 48,
+            "log_every": 1,
+            "deepspeed": {"stage": stage},
+            **training,
+        },
+        "scaling": {"workers": 2, "max_failures": 2},
+        "run": {"name": name, "storage_path": str(tmp / "store"), "output_dir": str(tmp / "out" / name)},
+    }
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def train(config: Path, *extra: str, timeout: float = 800) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "whisperft", "train", "--config", str(config), "--no-progress", *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if proc.returncode != 0:
+        print(proc.stdout[-5000:], proc.stderr[-8000:])
+    return proc
+
+
+def state_of(run_dir: Path) -> ckpt.TrainerState:
+    found = ckpt.latest_good(run_dir)
+    assert found is not None, f"no complete checkpoint in {run_dir}"
+    return found[1]
+
+
+def resumed_events(state: ckpt.TrainerState) -> list[dict[str, Any]]:
+    return [h for h in state.history if h.get("event") == "resumed"]
+
+
+def test_short_run_zero3_end_to_end(tmp_path: Path) -> None:
+    """ZeRO-3 covers the hard case: eval with generate needs consolidated weights."""
+    cfg = write_config(tmp_path, "z3", stage=3, freeze_encoder=False, max_steps=2, save_every=1)
+    proc = train(cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "out" / "z3"
+    results = json.loads((out / "results.json").read_text())
+    assert results["steps"] == 2
+    assert 0.0 <= results["wer_before"] < 1.0 and 0.0 <= results["wer_after"] < 1.0
+    assert results["data"]["train"]["n"] == 32 and results["data"]["test"]["n"] == 8
+    assert results["job_wall_s"] > 0 and results["peak_rss_mb_rank0"] > 100
+    assert (out / "training.png").stat().st_size > 10_000
+    steps = [ckpt.step_of(Path(p)) for p in results["checkpoints"]]
+    assert steps == [2, 1]
+    assert all(ckpt.problem(Path(p)) is None for p in results["checkpoints"])
+    # the final model is complete HF Whisper that loads and transcribes
+    from whisperft.trainer.data import read_split
+    from whisperft.trainer.model import load_model
+    from whisperft.trainer.transcribe import transcribe
+
+    loaded = load_model(str(out / "model"))
+    data = read_split("commonvoice", "bundled:en", "test", limit=2)
+    texts = transcribe(loaded.model, loaded.processor, [e.audio for e in data.examples], language=None, batch_size=2).texts
+    assert len(texts) == 2 and all(t.strip() for t in texts)
+    assert "WER" in proc.stdout and "-> " in proc.stdout
+
+
+def test_restart_resumes_at_saved_step_with_same_optimizer_state(tmp_path: Path) -> None:
+    """The operator's retry: a brand-new run on the same storage path and name.
+
+    The newest checkpoint is then truncated, so the new run must fall back to
+    the previous complete one, with a warning, and still finish.
+    """
+    first = train(write_config(tmp_path, "rs", max_steps=4, save_every=2))
+    assert first.returncode == 0
+    run_dir = tmp_path / "store" / "rs"
+    saved = {ckpt.step_of(p): json.loads((p / ckpt.STATE_FILE).read_text()) for p in ckpt.list_checkpoints(run_dir)}
+    assert sorted(saved) == [2, 4]
+    # damage the newest checkpoint: a truncated optimizer shard
+    shard = next((run_dir / ckpt.dir_name(4) / ckpt.DS_TAG).glob("*optim_states.pt"))
+    shard.write_bytes(shard.read_bytes()[:100])
+    second = train(write_config(tmp_path, "rs", max_steps=6, save_every=2))
+    assert second.returncode == 0
+    assert "skipping checkpoint" in second.stdout + second.stderr
+    state = state_of(run_dir)
+    assert state.step == 6
+    events = resumed_events(state)
+    assert [e["step"] for e in events] == [2]
+    assert events[0]["optim_fingerprint"] == pytest.approx(saved[2]["optim_fingerprint"], rel=1e-9)
+    assert saved[2]["optim_fingerprint"] != 0.0
+
+
+def _train_workers() -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if any("RayTrainWorker" in part for part in (p.info["cmdline"] or [])):
+                found.append(p)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_killed_worker_resumes_from_last_checkpoint(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, "ft", max_steps=8, save_every=2, keep_checkpoints=10)
+    run_dir = tmp_path / "store" / "ft"
+    cmd = [sys.executable, "-m", "whisperft", "train", "--config", str(cfg), "--no-progress"]
+    log = (tmp_path / "ft.log").open("w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    killed_after: int | None = None
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            good = [p for p in ckpt.list_checkpoints(run_dir) if ckpt.problem(p) is None]
+            if good and ckpt.step_of(good[0]) == 4:
+                workers = _train_workers()
+                if workers:
+                    killed_after = 4
+                    os.kill(workers[-1].pid, signal.SIGKILL)
+                    break
+            time.sleep(0.2)
+        assert killed_after is not None, "never saw checkpoint 4 with live workers"
+        assert proc.wait(timeout=700) == 0, (tmp_path / "ft.log").read_text()[-5000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    state = state_of(run_dir)
+    assert state.step == 8
+    events = resumed_events(state)
+    assert len(events) == 1
+    # killed just after checkpoint 4 was complete: resuming from it (or a later
+    # one) redoes fewer steps than the checkpoint interval
+    assert events[0]["step"] >= killed_after
