@@ -77,7 +77,8 @@ class WhisperFineTuneStatus(ApiModel):
     observed_generation: int | None = Field(
         None, ge=0, description="metadata.generation the operator last acted on."
     )
-    attempt: int | None = Field(None, ge=1, description="Current attempt (1 + restarts so far).")
+    attempt: int | None = Field(None, ge=1, description="Current attempt number.")
+    restarts: int | None = Field(None, ge=0, description="Failed attempts that were retried.")
     ray_job_name: str | None = Field(
         None, max_length=253, description="RayJob of the current attempt."
     )

@@ -14,12 +14,14 @@ from whisperft.operator.render.rbac import render_trainer_rbac
 from whisperft.operator.render.storage import render_checkpoint_claim
 from whisperft.operator.render.trainconfig import build_train_config
 from whisperft.operator.settings import Settings
+from whisperft.trainer.config import TrainConfig
 
 
 @dataclass
 class Rendered:
     resolution: Resolution
     children: list[dict[str, Any]] = field(default_factory=list)
+    config: TrainConfig | None = None
 
     @property
     def problem(self) -> Problem | None:
@@ -38,6 +40,7 @@ def render_attempt(
     if res.problem is not None:
         return out
     config = build_train_config(spec, meta, res.plan, res.worker.cpus)
+    out.config = config
     claim = render_checkpoint_claim(spec, meta)
     if claim is not None:
         out.children.append(claim)

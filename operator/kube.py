@@ -1,0 +1,141 @@
+"""The few Kubernetes API calls the handlers make (kubernetes client, synchronous;
+Kopf runs sync handlers in its thread pool)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from whisperft.operator.render.rayjob import RAY_API_VERSION
+
+log = logging.getLogger(__name__)
+TIMEOUT = 30
+RAY_GROUP, RAY_VERSION = RAY_API_VERSION.split("/")
+
+
+class OwnershipConflict(RuntimeError):
+    """A child name is taken by an object another owner controls."""
+
+
+def load_config() -> None:
+    """In-cluster service account when in a pod, else the kubeconfig (out of cluster, e2e)."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+
+
+@dataclass(frozen=True)
+class _Kind:
+    create: Callable[..., Any]
+    read: Callable[..., Any]
+
+
+def _kinds() -> dict[str, _Kind]:
+    core, rbac = client.CoreV1Api(), client.RbacAuthorizationV1Api()
+    custom = client.CustomObjectsApi()
+
+    def create_rayjob(namespace: str, body: dict[str, Any], **kw: Any) -> Any:
+        return custom.create_namespaced_custom_object(
+            RAY_GROUP, RAY_VERSION, namespace, "rayjobs", body, **kw
+        )
+
+    def read_rayjob(name: str, namespace: str, **kw: Any) -> Any:
+        return custom.get_namespaced_custom_object(
+            RAY_GROUP, RAY_VERSION, namespace, "rayjobs", name, **kw
+        )
+
+    return {
+        "PersistentVolumeClaim": _Kind(
+            core.create_namespaced_persistent_volume_claim,
+            core.read_namespaced_persistent_volume_claim,
+        ),
+        "ConfigMap": _Kind(core.create_namespaced_config_map, core.read_namespaced_config_map),
+        "ServiceAccount": _Kind(
+            core.create_namespaced_service_account, core.read_namespaced_service_account
+        ),
+        "Role": _Kind(rbac.create_namespaced_role, rbac.read_namespaced_role),
+        "RoleBinding": _Kind(
+            rbac.create_namespaced_role_binding, rbac.read_namespaced_role_binding
+        ),
+        "RayJob": _Kind(create_rayjob, read_rayjob),
+    }
+
+
+def _owner_uids(obj: Any) -> set[str]:
+    meta = obj.get("metadata", {}) if isinstance(obj, dict) else obj.metadata.to_dict()
+    refs = meta.get("ownerReferences") or meta.get("owner_references") or []
+    return {r["uid"] for r in refs if r.get("controller")}
+
+
+def create_or_get(manifest: dict[str, Any], field_manager: str) -> bool:
+    """Create `manifest`; if it exists already, check it is ours. True when created."""
+    kind = _kinds()[manifest["kind"]]
+    md = manifest["metadata"]
+    try:
+        kind.create(
+            namespace=md["namespace"],
+            body=manifest,
+            field_manager=field_manager,
+            _request_timeout=TIMEOUT,
+        )
+        return True
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    existing = kind.read(name=md["name"], namespace=md["namespace"], _request_timeout=TIMEOUT)
+    wanted = {r["uid"] for r in md.get("ownerReferences", [])}
+    have = _owner_uids(existing)
+    if wanted and have and not (wanted & have):
+        raise OwnershipConflict(
+            f"{manifest['kind']} {md['namespace']}/{md['name']} exists and is controlled by another owner "
+            f"(uid {', '.join(sorted(have))}); delete it or rename the WhisperFineTune"
+        )
+    return False
+
+
+def get_rayjob(namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        obj: Any = client.CustomObjectsApi().get_namespaced_custom_object(
+            RAY_GROUP, RAY_VERSION, namespace, "rayjobs", name, _request_timeout=TIMEOUT
+        )
+        return dict(obj)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def set_rayjob_suspend(namespace: str, name: str, suspend: bool) -> None:
+    client.CustomObjectsApi().patch_namespaced_custom_object(
+        RAY_GROUP,
+        RAY_VERSION,
+        namespace,
+        "rayjobs",
+        name,
+        {"spec": {"suspend": suspend}},
+        _request_timeout=TIMEOUT,
+    )
+
+
+def delete_rayjob(namespace: str, name: str) -> bool:
+    """Delete (background propagation, so the RayCluster and its GPUs go too). False if absent."""
+    try:
+        client.CustomObjectsApi().delete_namespaced_custom_object(
+            RAY_GROUP,
+            RAY_VERSION,
+            namespace,
+            "rayjobs",
+            name,
+            body=client.V1DeleteOptions(propagation_policy="Background"),
+            _request_timeout=TIMEOUT,
+        )
+        return True
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
