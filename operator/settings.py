@@ -59,7 +59,9 @@ class NodePool(ApiModel):
     tolerations: list[Toleration] = Field(
         default_factory=list, description="Tolerations for the pool's taints."
     )
-    gpu_memory_gib: float = Field(gt=0, description="Memory of one GPU, for the planner.")
+    gpu_memory_gib: float = Field(
+        gt=0, alias="gpuMemoryGiB", description="Memory of one GPU, for the planner."
+    )
     gpu_resource: str = Field("nvidia.com/gpu", description="Extended resource name of the GPU.")
     bf16: bool = Field(True, description="Whether the GPU computes in bfloat16 (Ampere and newer).")
 

@@ -50,10 +50,10 @@ class Plan(ApiModel):
     offload_optimizer: bool = Field(description="Optimizer states in CPU memory.")
     offload_params: bool = Field(description="Parameters in CPU memory.")
     estimated_gpu_memory_gib: float | None = Field(
-        None, ge=0, description="Estimated peak memory per GPU."
+        None, ge=0, alias="estimatedGpuMemoryGiB", description="Estimated peak memory per GPU."
     )
     gpu_memory_gib: float | None = Field(
-        None, ge=0, description="Memory of one GPU in the node pool."
+        None, ge=0, alias="gpuMemoryGiB", description="Memory of one GPU in the node pool."
     )
     train_workers: int = Field(
         ge=1, description="Ray Train workers (one per GPU, or one per pod on CPU)."
