@@ -147,7 +147,7 @@ def test_every_package_in_the_image_is_pinned_by_the_lock(target: str) -> None:
     pins = lock_pins()
     installs = pip_installs(stage)
     assert installs, f"{target} installs nothing"
-    extras = set()
+    extras: set[str] = set()
     for argv in installs:
         assert "-c" in argv and argv[argv.index("-c") + 1] == "/tmp/requirements.lock", argv
         packages = [a for i, a in enumerate(argv) if not a.startswith("-") and argv[i - 1] != "-c"]
@@ -223,7 +223,7 @@ def test_dockerignore_admits_exactly_what_the_dockerfile_copies() -> None:
         if line.startswith("!")
     }
     assert "*" in (REPO_ROOT / ".dockerignore").read_text().splitlines()
-    copied = set()
+    copied: set[str] = set()
     for stage in stages.values():
         for args in stage.args_of("COPY"):
             parts = [p for p in args.split() if not p.startswith("--")]
