@@ -267,7 +267,7 @@ def write_ct2_model(
         out.write(struct.pack("<I", 6) + string(spec) + struct.pack("<I", revision))
         out.write(struct.pack("<I", len(variables)))
         for name, value in variables.items():
-            array = np.ascontiguousarray(value)
+            array = np.asarray(value)  # ascontiguousarray would turn scalars 1-D
             dtype_name = array.dtype.name
             if dtype_name not in ids or dtype_name == "bfloat16":
                 raise ValueError(f"cannot write dtype {array.dtype} for {name!r}")

@@ -1,0 +1,163 @@
+"""``whisperft evaluate``: word error rate of a model on one split of a dataset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+FORMATS = ("commonvoice", "hf", "manifest")
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="transcribe a dataset split and print its word error rate",
+        description=(
+            "Transcribe one split with batched greedy decoding and print the word error rate "
+            "after Whisper-style normalisation. MODEL is bundled:tiny.en, bundled:base, ct2:PATH, "
+            "a local Hugging Face directory or a hub id; DATA is bundled:en, bundled:sw or a path."
+        ),
+    )
+    parser.add_argument("--model", required=True, metavar="REF", help="model reference")
+    parser.add_argument(
+        "--data", required=True, metavar="DIR", help="dataset directory or bundled:LANG"
+    )
+    parser.add_argument("--format", choices=FORMATS, default="commonvoice", help="dataset layout")
+    parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    parser.add_argument(
+        "--language",
+        default=None,
+        help="language code (e.g. en, sw); English-only models use en; "
+        "a multilingual model without it detects the language per utterance",
+    )
+    parser.add_argument("--task", choices=("transcribe", "translate"), default="transcribe")
+    parser.add_argument("--batch-size", type=int, default=8, metavar="N")
+    parser.add_argument(
+        "--limit", type=int, default=None, metavar="N", help="first N usable utterances"
+    )
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=128, metavar="N", help="decode cap per utterance"
+    )
+    parser.add_argument(
+        "--json", dest="json_out", default=None, metavar="OUT", help="write the full result here"
+    )
+    parser.set_defaults(func=run)
+
+
+def _language(requested: str | None, multilingual: bool, model: str) -> str | None:
+    from whisperft.trainer.metrics import ENGLISH
+    from whisperft.trainer.model import ModelError
+
+    if multilingual:
+        return requested
+    if requested is not None and requested.lower() not in ENGLISH:
+        raise ModelError(
+            f"{model} is an English-only model; it cannot transcribe language {requested!r}"
+        )
+    return "en"
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the evaluation and return the JSON-ready result."""
+    from whisperft.trainer.data import read_split
+    from whisperft.trainer.metrics import normalizer_for, wer
+    from whisperft.trainer.model import load_model
+    from whisperft.trainer.transcribe import transcribe
+
+    if (
+        args.batch_size < 1
+        or (args.limit is not None and args.limit < 1)
+        or args.max_new_tokens < 1
+    ):
+        raise ValueError("--batch-size, --limit and --max-new-tokens must be positive")
+    started = time.monotonic()
+    loaded = load_model(args.model)
+    language = _language(args.language, loaded.multilingual, args.model)
+    tokenizer = loaded.processor.tokenizer
+    split = read_split(
+        args.format,
+        args.data,
+        args.split,
+        label_length=lambda text: len(tokenizer(text).input_ids),
+        limit=args.limit,
+    )
+    decode_started = time.monotonic()
+    result = transcribe(
+        loaded.model,
+        loaded.processor,
+        [example.audio for example in split.examples],
+        language=language,
+        task=args.task,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        progress=sys.stderr.isatty(),
+    )
+    references = [example.sentence for example in split.examples]
+    normalise = normalizer_for(language)
+    return {
+        "model": args.model,
+        "model_path": str(loaded.path),
+        "multilingual": loaded.multilingual,
+        "data": args.data,
+        "source": split.source,
+        "format": args.format,
+        "split": args.split,
+        "language": language,
+        "task": args.task,
+        "normalizer": type(normalise).__name__,
+        "wer": wer(references, result.texts, language),
+        "n_utterances": len(references),
+        "skipped": dict(sorted(split.skipped.items())),
+        "capped": result.capped,
+        "max_new_tokens": args.max_new_tokens,
+        "decode_seconds": round(time.monotonic() - decode_started, 2),
+        "seconds": round(time.monotonic() - started, 2),
+        "utterances": [
+            {
+                "id": example.meta.get("id", str(index)),
+                "reference": example.sentence,
+                "hypothesis": hypothesis,
+                "reference_normalized": normalise(example.sentence).strip(),
+                "hypothesis_normalized": normalise(hypothesis).strip(),
+            }
+            for index, (example, hypothesis) in enumerate(
+                zip(split.examples, result.texts, strict=True)
+            )
+        ],
+    }
+
+
+def summary_line(result: dict[str, Any]) -> str:
+    skipped = result["skipped"]
+    skipped_text = (
+        f"{sum(skipped.values())} skipped ({', '.join(f'{k}={v}' for k, v in skipped.items())})"
+        if skipped
+        else "0 skipped"
+    )
+    return (
+        f"WER {100 * result['wer']:.2f}% on {result['n_utterances']} utterances "
+        f"[{result['model']} | {result['data']}:{result['split']} | language {result['language'] or 'auto'}]: "
+        f"{skipped_text}, {result['capped']} capped decodes, {result['seconds']:.1f} s"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from whisperft.trainer.data import DataError
+    from whisperft.trainer.model import ModelError
+
+    try:
+        result = evaluate(args)
+    except (ModelError, DataError, ValueError) as exc:
+        print(f"whisperft evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    print(summary_line(result))
+    if args.json_out:
+        out = Path(args.json_out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"wrote {out}")
+    return 0
