@@ -1,15 +1,24 @@
 {{/*
-The operator's rules: exactly the verbs on exactly the resources it uses.
-Shared by the per-namespace Roles and the cluster-wide ClusterRole so both
-modes grant the same thing. tests/unit/test_chart_rbac.py pins this list.
+The operator's rules: exactly the verbs on exactly the resources it uses
+(operator/kube.py, the Kopf handlers, and Kopf itself). Shared by the
+per-namespace Roles and the cluster-wide ClusterRole so both scopes grant the
+same thing. tests/unit/test_chart_rbac.py pins this list.
+
+Not granted, on purpose: Kopf's peering resources (it runs standalone), and
+list/watch on namespaces and customresourcedefinitions (cluster-scoped; Kopf
+then logs that it cannot notice new namespaces/CRDs at run time and uses the
+namespaces it was given and the resources found at start-up, which is all a
+fixed set of watched namespaces needs). Nothing on pods or secrets.
 */}}
 {{- define "whisperft.operatorRules" -}}
-# The watched resource: Kopf lists and watches it, and patches it to store its
-# finalizer and per-handler progress (annotations under whisperft.io).
+# The watched resource: Kopf lists and watches it, and patches it to keep its
+# finalizer and handler progress (annotations under whisperft.io/).
 - apiGroups: ["whisperft.io"]
   resources: ["whisperfinetunes"]
-  verbs: ["get", "list", "watch", "patch"]
-# phase, conditions, attempt, child names (the trainer owns status.progress).
+  verbs: ["list", "watch", "patch"]
+# Phase, conditions, attempt, child names. `get` is needed too because the
+# operator creates each fine-tune's trainer Role with get + patch on it, and
+# RBAC only lets it grant rights it holds.
 - apiGroups: ["whisperft.io"]
   resources: ["whisperfinetunes/status"]
   verbs: ["get", "patch"]
@@ -18,35 +27,23 @@ modes grant the same thing. tests/unit/test_chart_rbac.py pins this list.
 - apiGroups: ["whisperft.io"]
   resources: ["whisperfinetunes/finalizers"]
   verbs: ["update"]
-# One RayJob per attempt: created, watched for status, patched to suspend or
-# resume, deleted when a failed attempt is replaced.
+# One RayJob per attempt: created (or found), indexed by a watch for status,
+# patched to suspend or resume, deleted to free the GPUs.
 - apiGroups: ["ray.io"]
   resources: ["rayjobs"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# Read-only: the RayCluster a RayJob created (head pod readiness, dashboard).
-- apiGroups: ["ray.io"]
-  resources: ["rayclusters"]
-  verbs: ["get", "list", "watch"]
-# The trainer's TrainConfig per attempt.
+# Children created once per fine-tune or attempt and removed by the garbage
+# collector through their owner references: the trainer's TrainConfig, the
+# checkpoint claim, and the training pods' identity (a ServiceAccount and a
+# Role allowing get + patch on that one resource's status, bound to it).
 - apiGroups: [""]
-  resources: ["configmaps"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# The generated checkpoint claim; patched to drop its owner reference when the
-# resource asks to keep it; a user's own claim is only read.
-- apiGroups: [""]
-  resources: ["persistentvolumeclaims"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# Kopf and the handlers post core/v1 Events for every transition.
-- apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-# Per fine-tune, the training pods' identity: a ServiceAccount and a Role
-# (get + patch on that one resource's status) bound to it. Creating that Role
-# is allowed because the operator holds the same rights on whisperfinetunes/status.
-- apiGroups: [""]
-  resources: ["serviceaccounts"]
-  verbs: ["get", "create", "patch"]
+  resources: ["configmaps", "persistentvolumeclaims", "serviceaccounts"]
+  verbs: ["get", "create"]
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "create"]
+# Events for every transition (Kopf posts core/v1 Events).
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
 {{- end }}
