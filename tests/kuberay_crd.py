@@ -48,7 +48,9 @@ def _unavailable(message: str) -> None:
 def module_dir(version: str | None = None) -> Path:
     """The extracted module directory (downloading it into GOMODCACHE once)."""
     version = version or kuberay_version()
-    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
+    go = shutil.which("go") or (
+        "/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None
+    )
     if go is None:
         _unavailable("go is not installed: needed to fetch KubeRay's CRDs from the Go module proxy")
     proc = subprocess.run(
@@ -65,7 +67,9 @@ def module_dir(version: str | None = None) -> Path:
     except json.JSONDecodeError:
         info = {}
     if proc.returncode != 0 or "Dir" not in info:
-        _unavailable(f"go mod download {MODULE}@{version} failed: {info.get('Error') or proc.stderr.strip()}")
+        _unavailable(
+            f"go mod download {MODULE}@{version} failed: {info.get('Error') or proc.stderr.strip()}"
+        )
     return Path(info["Dir"])
 
 
@@ -95,10 +99,19 @@ def to_json_schema(node: Any, *, strict: bool = True) -> Any:
         return [to_json_schema(n, strict=strict) for n in node]
     if not isinstance(node, dict):
         return node
-    out = {k: to_json_schema(v, strict=strict) for k, v in node.items() if not k.startswith("x-kubernetes-")}
+    out = {
+        k: to_json_schema(v, strict=strict)
+        for k, v in node.items()
+        if not k.startswith("x-kubernetes-")
+    }
     if node.get("x-kubernetes-int-or-string"):
         out.pop("type", None)
         out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    for bound, limit in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if out.get(bound) is True:  # OpenAPI 3.0 boolean form -> draft 7 numeric form
+            out[bound] = out.pop(limit)
+        elif out.get(bound) is False:
+            out.pop(bound)
     if node.get("nullable"):
         out.pop("nullable", None)
         if isinstance(out.get("type"), str):

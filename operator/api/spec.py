@@ -8,9 +8,9 @@ unit tests check that each CEL rule has a pydantic twin.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 from whisperft.operator.api.base import (
     DNS_LABEL_PATTERN,
     DNS_SUBDOMAIN_PATTERN,
@@ -348,7 +348,7 @@ class ResourcesSpec(ApiModel):
         description="Resources of the Ray head pod (no GPUs).",
         json_schema_extra={"default": {}},
     )
-    node_selector: dict[str, str] = Field(
+    node_selector: dict[str, Annotated[str, StringConstraints(max_length=63)]] = Field(
         default_factory=dict,
         max_length=32,
         description="Extra node labels for worker pods, merged over the node pool's.",
