@@ -70,9 +70,13 @@ def source_fingerprint(path: Path, split: str) -> str:
     h = hashlib.sha256()
     items = sorted(path.rglob("*")) if path.is_dir() else [path]
     for item in items:
-        if item.is_file() and (item.suffix in {".tsv", ".jsonl", ".csv", ".json", ".arrow"} or item.parent == path):
+        if item.is_file() and (
+            item.suffix in {".tsv", ".jsonl", ".csv", ".json", ".arrow"} or item.parent == path
+        ):
             st = item.stat()
-            h.update(f"{item.relative_to(path) if path.is_dir() else item.name}:{st.st_size}:{int(st.st_mtime)}".encode())
+            h.update(
+                f"{item.relative_to(path) if path.is_dir() else item.name}:{st.st_size}:{int(st.st_mtime)}".encode()
+            )
     h.update(split.encode())
     return h.hexdigest()[:16]
 
@@ -122,7 +126,14 @@ def build_feature_set(
         (tmp / "meta.jsonl").write_text("".join(json.dumps(m) + "\n" for m in meta))
         (tmp / "info.json").write_text(
             json.dumps(
-                {"key": key, "n": n, "shape": [n, *shape], "skipped": dict(skipped), "total_audio_s": total_s, "description": description},
+                {
+                    "key": key,
+                    "n": n,
+                    "shape": [n, *shape],
+                    "skipped": dict(skipped),
+                    "total_audio_s": total_s,
+                    "description": description,
+                },
                 indent=2,
             )
         )
