@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import difflib
 import importlib.util
+import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -296,3 +297,24 @@ def test_kueue_example_is_labelled_for_its_queue(helm: Path, tmp_path: Path) -> 
     out = render_attempt(res.spec, Meta(res.metadata.name, "ml", None), settings, 1)
     (rayjob,) = [c for c in out.children if c["kind"] == "RayJob"]
     assert rayjob["metadata"]["labels"][KUEUE_QUEUE_LABEL] == "speech-team"
+
+
+def test_gitops_guide_overlay_without_the_crd_builds(kubectl: Path, tmp_path: Path) -> None:
+    """docs/gitops.md's operator-only overlay (for a separate CRD application)."""
+    guide = (REPO_ROOT / "docs" / "gitops.md").read_text()
+    block = (
+        guide.split("<!-- operator-without-crd -->", 1)[1]
+        .split("```yaml\n", 1)[1]
+        .split("```", 1)[0]
+    )
+    repo = tmp_path / "repo"
+    (repo / "manifests").mkdir(parents=True)
+    for part in ("base", "overlays"):
+        shutil.copytree(MANIFESTS / part, repo / "manifests" / part)
+    overlay = repo / "clusters" / "prod" / "whisperft"
+    overlay.mkdir(parents=True)
+    (overlay / "kustomization.yaml").write_text(block)
+    docs = [d for d in yaml.safe_load_all(run_tool([kubectl, "kustomize", overlay]).stdout) if d]
+    kinds = {d["kind"] for d in docs}
+    assert "CustomResourceDefinition" not in kinds
+    assert {"Deployment", "ClusterRole", "ConfigMap", "Namespace"} <= kinds
