@@ -119,6 +119,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "utterances": [
             {
                 "id": example.meta.get("id", str(index)),
+                "speaker": example.meta.get("speaker", ""),
                 "reference": example.sentence,
                 "hypothesis": hypothesis,
                 "reference_normalized": normalise(example.sentence).strip(),
