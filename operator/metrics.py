@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timezone
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from whisperft.operator.api.phase import Phase
@@ -38,6 +39,17 @@ def observe_phase(uid: str, phase: Phase | None) -> None:
             counts[value] = counts.get(value, 0) + 1
     for name, n in counts.items():
         PHASES.labels(phase=name).set(n)
+
+
+def observe_create_latency(created: str | None) -> None:
+    """Seconds from the resource's creationTimestamp (1 s resolution) to now."""
+    if not created:
+        return
+    try:
+        start = datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except ValueError:
+        return
+    CREATE_LATENCY.observe(max(0.0, (datetime.now(timezone.utc) - start).total_seconds()))
 
 
 def serve(port: int) -> None:

@@ -157,6 +157,8 @@ def start_attempt(
     status = body.get("status") or {}
     if created_job:
         metrics.ATTEMPTS.inc()
+        if attempt == 1:
+            metrics.observe_create_latency(body.get("metadata", {}).get("creationTimestamp"))
         _event(body, "Normal", "AttemptStarted", f"attempt {attempt}: created RayJob {job}")
         logger.info("attempt %d: created RayJob %s", attempt, job)
     plan = rendered.resolution.plan
@@ -327,10 +329,16 @@ def on_spec_change(
             kube.set_rayjob_suspend(meta.namespace, job, False)
             _event(body, "Normal", "Resuming", f"resuming RayJob {job} from the last checkpoint")
     if pending:
-        message = (
-            f"{', '.join(pending)} changed; a running attempt cannot take this live. It applies when the "
-            "fine-tune is suspended and resumed (spec.suspend: true, then false), or at the next restart"
-        )
+        if new.get("suspend"):
+            when = (
+                "It applies when the fine-tune is resumed (spec.suspend: false), as a new attempt"
+            )
+        else:
+            when = (
+                "It applies when the fine-tune is suspended and resumed (spec.suspend: true, then false), "
+                "or at the next restart"
+            )
+        message = f"{', '.join(pending)} changed; a running attempt cannot take this live. {when}"
         conds = [_cond(ConditionType.UPDATE_PENDING, True, Reason.SPEC_CHANGED, message)]
         generation = body.get("metadata", {}).get("generation")
         patch.status["conditions"] = merge_conditions(

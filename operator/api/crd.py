@@ -75,7 +75,6 @@ ROOT_RULES = [
     cel(
         f"self.metadata.name.size() <= {NAME_MAX_LENGTH}",
         f"metadata.name must be at most {NAME_MAX_LENGTH} characters (the RayJob name adds '-<attempt>' and KubeRay allows 47)",
-        field_path=".metadata.name",
     ),
 ]
 
@@ -138,9 +137,35 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _filled(node: dict[str, Any], value: Any) -> Any:
+    """`value` with the schema's nested defaults applied, as the API server would."""
+    if node.get("type") != "object" or not isinstance(value, dict):
+        return value
+    out = dict(value)
+    for name, sub in node.get("properties", {}).items():
+        if name not in out and "default" in sub:
+            out[name] = copy.deepcopy(sub["default"])
+        if name in out:
+            out[name] = _filled(sub, out[name])
+    return out
+
+
+def _expand_defaults(node: dict[str, Any]) -> None:
+    """Spell object defaults out in full: the API server checks a default against
+    the CEL rules without applying the nested defaults first."""
+    for sub in node.get("properties", {}).values():
+        _expand_defaults(sub)
+    if isinstance(node.get("items"), dict):
+        _expand_defaults(node["items"])
+    if node.get("type") == "object" and isinstance(node.get("default"), dict):
+        node["default"] = _filled(node, node["default"])
+
+
 def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
     raw = model.model_json_schema(by_alias=True, mode="validation")
-    return _convert(raw, raw.get("$defs", {}))
+    schema = _convert(raw, raw.get("$defs", {}))
+    _expand_defaults(schema)
+    return schema
 
 
 def _status_schema() -> dict[str, Any]:
@@ -163,7 +188,8 @@ def build_crd() -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string", "description": "whisperft.io/v1alpha1"},
             "kind": {"type": "string", "description": "WhisperFineTune"},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            # The API server forbids anything but name/generateName here.
+            "metadata": {"type": "object"},
             "spec": spec_schema,
             "status": status_schema,
         },

@@ -458,9 +458,7 @@ class WhisperFineTuneSpec(ApiModel):
     )
     dataset: DatasetSpec = Field(description="Training and evaluation data.")
     training: TrainingSpec = Field(
-        default_factory=lambda: TrainingSpec(max_steps=1000),
-        description="Optimisation settings; exactly one of maxSteps or epochs.",
-        json_schema_extra={"default": {}},
+        description="Optimisation settings; exactly one of maxSteps or epochs."
     )
     resources: ResourcesSpec = Field(
         default_factory=ResourcesSpec,

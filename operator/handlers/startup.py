@@ -31,6 +31,8 @@ def configure(
     settings.watching.connect_timeout = 10
     settings.networking.error_backoffs = [1, 2, 5, 10, 20, 30]
     settings.execution.max_workers = 32
+    # Kopf logs every successful timer run; at 5 s per resource that drowns the rest.
+    logging.getLogger("kopf.objects").addFilter(_QuietTimer())
     kube.load_config()
     metrics.serve(cfg.metrics_port)
     logger.info(
@@ -39,6 +41,13 @@ def configure(
         cfg.trainer_image,
         cfg.metrics_port or "off",
     )
+
+
+class _QuietTimer(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.levelno <= logging.INFO and str(record.msg).startswith("Timer 'sync' succeeded")
+        )
 
 
 def _settings() -> Any:

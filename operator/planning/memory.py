@@ -20,6 +20,7 @@ about 35 GiB, in line with the "36 GB for whisper-small" users report.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -216,6 +217,30 @@ def plan_memory(inp: PlanInput) -> Plan:
                         f"for {inp.gpu_memory_gib:g} GiB; consider: " + "; ".join(_advice(inp))
                     )
                 return Plan(stage, oo, op, wanted, est, inp.gpu_memory_gib, notes)
+    usable = inp.gpu_memory_gib * USABLE_FRACTION
+    gpu_ok = [(c, e) for c, e in scored if e.lower_gib <= usable]
+    if gpu_ok and inp.pod_memory_gib is not None:
+        # The GPU would cope, but only by offloading more than the pod's memory holds.
+        (stage, oo, op), est = min(gpu_ok, key=lambda ce: ce[1].cpu_offload_gib)
+        need = est.cpu_offload_gib / 0.8
+        msg = (
+            f"will not fit: whisper-{dims.name} fits the {inp.gpu_memory_gib:g} GiB GPUs only with ZeRO stage "
+            f"{stage} offloading to CPU memory, which needs {est.cpu_offload_gib:.1f} GiB per worker pod; "
+            f"the pod has {inp.pod_memory_gib:g} GiB"
+        )
+        return Plan(
+            stage,
+            oo,
+            op,
+            "wont-fit",
+            est,
+            inp.gpu_memory_gib,
+            [
+                msg,
+                f"try: set spec.resources.memory to at least {math.ceil(need)}Gi; "
+                + "; ".join(_advice(inp)),
+            ],
+        )
     (stage, oo, op), est = min(scored, key=lambda ce: ce[1].lower_gib)
     what = "this ZeRO setting" if explicit else "any ZeRO stage/offload"
     msg = (
@@ -224,8 +249,6 @@ def plan_memory(inp: PlanInput) -> Plan:
         f"{', optimizer offload' if oo else ''}{', parameter offload' if op else ''}), "
         f"the pool's GPUs have {inp.gpu_memory_gib:g} GiB"
     )
-    if inp.pod_memory_gib is not None and est.cpu_offload_gib > 0.8 * inp.pod_memory_gib:
-        msg += f" and offloaded state needs {est.cpu_offload_gib:.1f} GiB of the pod's {inp.pod_memory_gib:g} GiB memory"
     return Plan(
         stage, oo, op, "wont-fit", est, inp.gpu_memory_gib, [msg, "try: " + "; ".join(_advice(inp))]
     )

@@ -195,7 +195,7 @@ def test_offloaded_state_must_fit_the_pods_memory() -> None:
         )
     )
     assert roomy.allowed and not cramped.allowed
-    assert "pod's 8 GiB memory" in cramped.notes[0]
+    assert "the pod has 8 GiB" in cramped.notes[0] and "spec.resources.memory" in cramped.notes[1]
 
 
 def test_cpu_workers_are_not_planned() -> None:
