@@ -232,8 +232,8 @@ def test_secrets_only_by_reference(root: dict[str, Any]) -> None:
             assert node["type"] == "object" and set(node["properties"]) == {"name", "key"}, path
 
 
-def test_missing_dataset_and_checkpoints_are_refused(root: dict[str, Any]) -> None:
-    assert set(root["properties"]["spec"]["required"]) == {"dataset", "checkpoints"}
+def test_missing_dataset_training_and_checkpoints_are_refused(root: dict[str, Any]) -> None:
+    assert set(root["properties"]["spec"]["required"]) == {"dataset", "training", "checkpoints"}
 
 
 def test_crd_yaml_round_trips(crd: dict[str, Any]) -> None:
