@@ -1,0 +1,1 @@
+"""A real Kubernetes control plane on loopback for the e2e suite (see hack/controlplane/README.md)."""

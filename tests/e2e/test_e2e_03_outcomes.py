@@ -1,0 +1,163 @@
+"""Scenario 3: completion and failure. Fake pods run no Ray, so the test plays
+KubeRay's last step and writes the RayJob status (including the combinations
+where jobStatus and jobDeploymentStatus disagree); the resource's phase,
+conditions and events must follow, and a failure with restarts left must start
+attempt 2 on the same checkpoint path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+from e2e_harness.cluster import ControlPlane
+from e2e_harness.kube import Kube, condition, phase
+from e2e_harness.operator_proc import OperatorProcess
+from e2e_harness.resources import dump, finetune
+from whisperft.operator.render.meta import (
+    checkpoint_claim_name,
+    checkpoint_path,
+    config_map_name,
+    rayjob_name,
+)
+
+from whisperft import names
+
+pytestmark = [pytest.mark.e2e]
+
+
+def _wait_phase(kube: Kube, ns: str, name: str, want: str, timeout: float = 60) -> dict[str, Any]:
+    return kube.wait(  # type: ignore[no-any-return]
+        f"{name} phase {want}",
+        lambda: obj if phase(obj := kube.wft(ns, name)) == want else None,
+        timeout=timeout,
+    )
+
+
+def _train_config(kube: Kube, ns: str, name: str, attempt: int) -> dict[str, Any]:
+    cm = kube.get("configmap", ns, config_map_name(name, attempt))
+    assert cm is not None, f"ConfigMap of attempt {attempt} missing"
+    return dict(yaml.safe_load(cm["data"][names.CONFIG_FILE_NAME]))
+
+
+def _claims(rayjob: dict[str, Any]) -> set[str]:
+    spec = rayjob["spec"]["rayClusterSpec"]
+    templates = [spec["headGroupSpec"]["template"]] + [
+        g["template"] for g in spec["workerGroupSpecs"]
+    ]
+    return {
+        v["persistentVolumeClaim"]["claimName"]
+        for t in templates
+        for v in t["spec"].get("volumes", [])
+        if "persistentVolumeClaim" in v
+    }
+
+
+CASES = [
+    # (name, RayJob status written, expected phase, condition that must be True)
+    ("ok", {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}, "Succeeded", "Succeeded"),
+    # Ray says the job succeeded; a late deployment failure must not hide that.
+    ("ok-late-fail", {"jobDeploymentStatus": "Failed", "jobStatus": "SUCCEEDED", "reason": "DeadlineExceeded"}, "Succeeded", "Succeeded"),
+    # KubeRay says the job failed; a stale RUNNING from the dashboard must not hide that.
+    ("stale-running", {"jobDeploymentStatus": "Failed", "jobStatus": "RUNNING", "reason": "AppFailed"}, "Failed", "Failed"),
+    # Deployment Complete but Ray says FAILED: failed, not succeeded.
+    ("complete-failed", {"jobDeploymentStatus": "Complete", "jobStatus": "FAILED", "reason": "AppFailed"}, "Failed", "Failed"),
+    ("stopped", {"jobDeploymentStatus": "Complete", "jobStatus": "STOPPED"}, "Failed", "Failed"),
+]  # fmt: skip
+
+
+def test_outcomes_follow_the_rayjob_status(
+    cluster: ControlPlane,
+    kube: Kube,
+    namespace: str,
+    operator_factory: Callable[..., OperatorProcess],
+) -> None:
+    operator_factory("outcomes", [namespace])
+    # maxRestarts 0: every failure is final, so the mapping alone is observed.
+    docs = [finetune(case, maxRestarts=0) for case, *_ in CASES]
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=dump(*docs))
+    for case, _, _, _ in CASES:
+        kube.wait(
+            f"RayJob of {case}",
+            lambda case=case: kube.rayjob(namespace, rayjob_name(case, 1)),
+            timeout=90,
+        )
+    for case, rj_status, _, _ in CASES:
+        kube.set_rayjob_status(namespace, rayjob_name(case, 1), rj_status)
+    for case, _status, want, cond in CASES:
+        obj = _wait_phase(kube, namespace, case, want)
+        c = condition(obj, cond)
+        assert c is not None and c["status"] == "True", (
+            f"{case}: condition {cond} not True: {obj['status']}"
+        )
+        assert c.get("reason"), f"{case}: condition {cond} has no reason"
+        if want == "Failed":
+            assert obj["status"].get("message"), f"{case}: failed without a message"
+            assert (condition(obj, "Succeeded") or {}).get("status") != "True"
+        assert obj["status"].get("completionTime"), f"{case}: no completionTime"
+        events = kube.wait(
+            f"an event for {case} reaching {want}",
+            lambda case=case, want=want: [
+                e for e in kube.events(namespace, case) if want in (e["reason"] or "")
+            ],
+            timeout=30,
+        )
+        assert events[0]["type"] == ("Warning" if want == "Failed" else "Normal"), events
+        # Final: no further attempt was started.
+        assert kube.rayjob(namespace, rayjob_name(case, 2)) is None
+
+
+def test_failure_with_restarts_left_resumes_from_the_same_checkpoint(
+    cluster: ControlPlane,
+    kube: Kube,
+    namespace: str,
+    operator_factory: Callable[..., OperatorProcess],
+) -> None:
+    operator_factory("retry", [namespace])
+    name = "retry"
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=dump(finetune(name, maxRestarts=1)))
+    first = kube.wait(
+        "RayJob attempt 1", lambda: kube.rayjob(namespace, rayjob_name(name, 1)), timeout=90
+    )
+    kube.set_rayjob_status(
+        namespace, rayjob_name(name, 1),
+        {"jobDeploymentStatus": "Failed", "jobStatus": "FAILED", "reason": "AppFailed", "message": "worker OOM"},
+    )  # fmt: skip
+
+    second = kube.wait(
+        "RayJob attempt 2", lambda: kube.rayjob(namespace, rayjob_name(name, 2)), timeout=60
+    )
+    obj = kube.wait(
+        "status.attempt == 2",
+        lambda: o if (o := kube.wft(namespace, name))["status"].get("attempt") == 2 else None,
+    )
+    assert obj["status"]["rayJobName"] == rayjob_name(name, 2)
+    assert phase(obj) not in ("Failed", "Succeeded")
+    # Attempt 1's RayJob is deleted to free its GPUs.
+    kube.wait(
+        "attempt 1 RayJob deleted",
+        lambda: kube.rayjob(namespace, rayjob_name(name, 1)) is None,
+        timeout=60,
+    )
+
+    # Same claim, same run directory: the trainer resumes from the last checkpoint.
+    assert _claims(first) == _claims(second) == {checkpoint_claim_name(name)}
+    c1, c2 = _train_config(kube, namespace, name, 1), _train_config(kube, namespace, name, 2)
+    assert c1["run"]["name"] == c2["run"]["name"] == name
+    assert c1["run"]["storage_path"] == c2["run"]["storage_path"]
+    assert f"{c2['run']['storage_path']}/{c2['run']['name']}" == checkpoint_path(name)
+    reasons = [e["reason"] for e in kube.events(namespace, name)]
+    assert "AttemptFailed" in reasons and any("Retry" in r for r in reasons), reasons
+
+    # The retry fails as well: no restarts left -> Failed, saying so.
+    kube.set_rayjob_status(
+        namespace,
+        rayjob_name(name, 2),
+        {"jobDeploymentStatus": "Failed", "jobStatus": "FAILED", "reason": "AppFailed"},
+    )
+    obj = _wait_phase(kube, namespace, name, "Failed")
+    failed = condition(obj, "Failed")
+    assert failed is not None and failed["status"] == "True"
+    assert "restart" in (failed.get("message") or "").lower(), failed
+    assert kube.rayjob(namespace, rayjob_name(name, 3)) is None

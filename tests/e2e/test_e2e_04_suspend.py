@@ -1,0 +1,86 @@
+"""Scenario 4: suspend -> the RayJob is suspended, KubeRay deletes the Ray
+cluster, the pods are gone and their GPUs free; resume -> back to Running."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from e2e_harness.cluster import ControlPlane
+from e2e_harness.kube import Kube, phase
+from e2e_harness.nodes import GPU_RESOURCE
+from e2e_harness.operator_proc import OperatorProcess
+from e2e_harness.resources import dump, finetune
+from whisperft.operator.render.meta import rayjob_name
+
+from whisperft import names
+
+pytestmark = [pytest.mark.e2e]
+
+
+def _gpus_in_use(kube: Kube, ns: str) -> int:
+    """GPUs requested by pods bound to a node in `ns` (what the scheduler counts as taken)."""
+    total = 0
+    for p in kube.list("pods", ns):
+        if p["spec"].get("nodeName") and p.get("status", {}).get("phase") not in (
+            "Succeeded",
+            "Failed",
+        ):
+            for c in p["spec"]["containers"]:
+                total += int(c.get("resources", {}).get("limits", {}).get(GPU_RESOURCE, 0))
+    return total
+
+
+def _ray_pods(kube: Kube, ns: str) -> list[dict[str, Any]]:
+    return kube.list("pods", ns, "ray.io/node-type")
+
+
+def _wait_phase(kube: Kube, ns: str, name: str, want: str, timeout: float = 90) -> None:
+    kube.wait(f"{name} phase {want}", lambda: phase(kube.wft(ns, name)) == want, timeout=timeout)
+
+
+def test_suspend_frees_gpus_and_resume_runs_again(
+    cluster: ControlPlane,
+    kube: Kube,
+    namespace: str,
+    operator_factory: Callable[..., OperatorProcess],
+) -> None:
+    operator_factory("suspend", [namespace])
+    name = "pausable"
+    cluster.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=dump(finetune(name, resources={"gpusPerWorker": 2})),
+    )
+    job = rayjob_name(name, 1)
+    _wait_phase(kube, namespace, name, "Running", timeout=120)
+    kube.wait("GPUs in use", lambda: _gpus_in_use(kube, namespace) == 2, timeout=60)
+
+    kube.patch_wft(namespace, name, {"spec": {"suspend": True}})
+    kube.wait(
+        "RayJob suspended",
+        lambda: (kube.rayjob(namespace, job) or {}).get("spec", {}).get("suspend") is True,
+    )
+    kube.wait("Ray pods gone", lambda: not _ray_pods(kube, namespace), timeout=90)
+    assert _gpus_in_use(kube, namespace) == 0
+    _wait_phase(kube, namespace, name, "Suspended")
+    reasons = [e["reason"] for e in kube.events(namespace, name)]
+    assert any(r.startswith("Suspend") for r in reasons), reasons
+    # The checkpoint claim outlives the suspension (the resumed run reads it).
+    assert kube.list("pvc", namespace, f"{names.LABEL_FINETUNE}={name}")
+
+    kube.patch_wft(namespace, name, {"spec": {"suspend": False}})
+    kube.wait(
+        "RayJob resumed",
+        lambda: not (kube.rayjob(namespace, job) or {}).get("spec", {}).get("suspend"),
+    )
+    kube.wait("GPUs in use again", lambda: _gpus_in_use(kube, namespace) == 2, timeout=120)
+    _wait_phase(kube, namespace, name, "Running", timeout=120)
+    obj = kube.wft(namespace, name)
+    assert obj is not None and obj["status"]["rayJobName"] == job, (
+        "resume must continue the same attempt"
+    )

@@ -1,0 +1,94 @@
+"""Scenario 5: deleting a WhisperFineTune -> the controller-manager's garbage
+collector removes every child the operator made (and KubeRay's cluster and
+pods below them); a claim the user brought survives."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from e2e_harness.cluster import ControlPlane
+from e2e_harness.kube import Kube
+from e2e_harness.operator_proc import OperatorProcess
+from e2e_harness.resources import dump, finetune
+from whisperft.operator.render.meta import checkpoint_claim_name, rayjob_name
+
+from whisperft import names
+
+pytestmark = [pytest.mark.e2e]
+
+CHILD_KINDS = (
+    "rayjobs.ray.io,rayclusters.ray.io,configmaps,pvc,serviceaccounts,roles,rolebindings,pods"
+)
+
+
+def _user_claim(name: str) -> str:
+    return dump(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }
+    )
+
+
+def test_delete_collects_children_but_keeps_the_users_claim(
+    cluster: ControlPlane,
+    kube: Kube,
+    namespace: str,
+    operator_factory: Callable[..., OperatorProcess],
+) -> None:
+    operator_factory("delete", [namespace])
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=_user_claim("my-checkpoints"))
+    generated = finetune("generated")
+    brought = finetune("brought")
+    brought["spec"]["checkpoints"] = {"claimName": "my-checkpoints"}
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=dump(generated, brought))
+
+    for name in ("generated", "brought"):
+        cluster_name = kube.wait(
+            f"{name}: RayCluster named",
+            lambda name=name: (
+                (kube.rayjob(namespace, rayjob_name(name, 1)) or {})
+                .get("status", {})
+                .get("rayClusterName")
+            ),
+            timeout=90,
+        )
+        kube.wait(
+            f"{name}: Ray pods",
+            lambda c=cluster_name: kube.list("pods", namespace, f"ray.io/cluster={c}"),
+            timeout=60,
+        )
+    assert kube.get("pvc", namespace, checkpoint_claim_name("generated")) is not None
+    assert kube.get("pvc", namespace, checkpoint_claim_name("brought")) is None, (
+        "made a claim although one was given"
+    )
+
+    cluster.kubectl("delete", "wft", "generated", "brought", "-n", namespace, "--wait=false")
+    kube.wait("both resources gone", lambda: not kube.list("wft", namespace), timeout=60)
+
+    def leftovers() -> list[str]:
+        out = []
+        for name in ("generated", "brought"):
+            for obj in kube.list(CHILD_KINDS, namespace, f"{names.LABEL_FINETUNE}={name}"):
+                out.append(f"{obj['kind']}/{obj['metadata']['name']}")
+        out += [
+            f"Pod/{p['metadata']['name']}" for p in kube.list("pods", namespace, "ray.io/node-type")
+        ]
+        out += [
+            f"RayCluster/{c['metadata']['name']}"
+            for c in kube.list("rayclusters.ray.io", namespace)
+        ]
+        return out
+
+    kube.wait("garbage collection of every child", lambda: not leftovers(), timeout=120)
+    assert kube.get("pvc", namespace, checkpoint_claim_name("generated")) is None
+    claim = kube.get("pvc", namespace, "my-checkpoints")
+    assert claim is not None and not claim["metadata"].get("deletionTimestamp"), (
+        "the user's claim was deleted"
+    )
