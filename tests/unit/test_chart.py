@@ -196,3 +196,8 @@ def test_notes_explain_how_to_submit_and_watch_a_first_finetune(helm: Path, tmp_
     assert example["kind"] == "WhisperFineTune"
     assert example["spec"]["resources"]["accelerator"] == "nvidia-l4"
     assert example["metadata"]["name"] == "first-finetune"
+    # ...and one the operator accepts (its pydantic twin of the CRD's rules).
+    from whisperft.operator.api.resource import load_resources
+
+    (resource,) = load_resources(yaml.safe_dump(example), source="NOTES.txt")
+    assert resource.spec.resources.accelerator == "nvidia-l4"
