@@ -201,3 +201,10 @@ def test_notes_explain_how_to_submit_and_watch_a_first_finetune(helm: Path, tmp_
 
     (resource,) = load_resources(yaml.safe_dump(example), source="NOTES.txt")
     assert resource.spec.resources.accelerator == "nvidia-l4"
+
+
+def test_chart_readme_covers_every_top_level_value() -> None:
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    readme = (CHART_DIR / "README.md").read_text()
+    missing = [key for key in values if f"`{key}" not in readme]
+    assert not missing, f"charts/whisperft/README.md does not mention: {missing}"
