@@ -233,3 +233,72 @@ def test_dockerignore_admits_exactly_what_the_dockerfile_copies() -> None:
     assert copied == allowed
     for path in copied:
         assert (REPO_ROOT / path).exists(), path
+
+
+# Run in a subprocess: any import whose distribution is not in the operator
+# image's closure fails, as it would in that image.
+_BLOCKER = """
+import importlib.metadata as md
+import re
+import sys
+from importlib.abc import MetaPathFinder
+
+
+def canonicalize_name(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+ALLOWED = set(sys.argv[1].split(","))
+OWNERS = md.packages_distributions()
+
+
+class NotInImage(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        top = name.split(".")[0]
+        dists = {canonicalize_name(d) for d in OWNERS.get(top, [])}
+        if dists and not dists & ALLOWED:
+            raise ModuleNotFoundError(f"No module named {top!r} in the operator image", name=top)
+        return None
+
+
+sys.meta_path.insert(0, NotInImage())
+if sys.argv[2] == "--import":
+    __import__(sys.argv[3])
+else:
+    from whisperft.cli import main
+
+    sys.argv = ["whisperft", *sys.argv[2:]]
+    sys.exit(main())
+"""
+
+
+def _in_operator_image(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "in_operator_image.py"
+    script.write_text(_BLOCKER)
+    allowed = sorted(closure("operator") | {"whisperft"})
+    return subprocess.run(
+        [sys.executable, str(script), ",".join(allowed), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["operator", "run", "--help"], ["render", "manifests/examples/minimal.yaml"], ["crd"]],
+    ids=["operator-run", "render", "crd"],
+)
+def test_operator_image_cli_works_without_the_trainer_stack(
+    tmp_path: Path, args: list[str]
+) -> None:
+    proc = _in_operator_image(tmp_path, *args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout
+
+
+def test_operator_image_check_really_blocks_the_trainer_stack(tmp_path: Path) -> None:
+    for module in ("torch", "numpy", "transformers"):
+        proc = _in_operator_image(tmp_path, "--import", module)
+        assert proc.returncode != 0 and "in the operator image" in proc.stderr, module
