@@ -241,9 +241,6 @@ def sync(
     extra = {k: v for k, v in extra.items() if v is not None}
     if step == "retry":
         _event(body, "Warning", "AttemptFailed", f"attempt {attempt}: {state.message}")
-        kube.delete_rayjob(
-            meta.namespace, status["rayJobName"]
-        )  # frees its GPUs for the next attempt now
         patch.status["restarts"] = restarts + 1
         body = {**body, "status": {**status, "restarts": restarts + 1}}
         _event(
@@ -252,7 +249,10 @@ def sync(
             Reason.RETRYING.value,
             f"starting attempt {attempt + 1} (restart {restarts + 1})",
         )
-        start_attempt(body, patch, settings, attempt + 1, logger)
+        # New attempt first, then free the failed one's GPUs: a crash in between
+        # converges on the next sync instead of losing the attempt.
+        if start_attempt(body, patch, settings, attempt + 1, logger):
+            kube.delete_rayjob(meta.namespace, status["rayJobName"])
         return
     final = step == "fail"
     conds = conditions_for(state, final_failure=final)
@@ -316,14 +316,14 @@ def on_spec_change(
             )
         elif was_pending or pending:
             # Resuming with changes that need a new cluster: a fresh attempt, same checkpoint path.
-            kube.delete_rayjob(meta.namespace, job)
             _event(
                 body,
                 "Normal",
                 "Resuming",
                 f"resuming as attempt {attempt + 1} with the changed spec",
             )
-            start_attempt(body, patch, settings, attempt + 1, logger)
+            if start_attempt(body, patch, settings, attempt + 1, logger):
+                kube.delete_rayjob(meta.namespace, job)
             return
         else:
             kube.set_rayjob_suspend(meta.namespace, job, False)
