@@ -182,6 +182,14 @@ def start_attempt(
     )
     if keep:  # a resumed operator must not flip a running attempt back to Pending
         phase = Phase(status["phase"])
+    else:  # a new attempt: whatever the last one (or a refused plan) said no longer holds
+        starting = f"attempt {attempt}: Ray cluster starting"
+        conds += [
+            _cond(ConditionType.READY, False, Reason.CLUSTER_STARTING, starting),
+            _cond(ConditionType.RUNNING, False, Reason.CLUSTER_STARTING, starting),
+            _cond(ConditionType.SUCCEEDED, False, Reason.CLUSTER_STARTING, starting),
+            _cond(ConditionType.FAILED, False, Reason.CLUSTER_STARTING, starting),
+        ]
     _set_phase(
         body,
         patch,
@@ -288,7 +296,11 @@ def on_spec_change(
     attempt = int(status.get("attempt") or 1)
     phase = status.get("phase")
     pending = deferred_changes(old, new)
-    if not job or (phase == Phase.FAILED.value and not status.get("rayJobStatus")):
+    refused = any(
+        c.get("type") == ConditionType.PLANNED.value and c.get("status") == "False"
+        for c in status.get("conditions") or []
+    )
+    if not job or refused:
         # Nothing was ever created (bad spec, unknown pool, plan refused): try again with the new spec.
         start_attempt(body, patch, settings, attempt, logger)
         return
