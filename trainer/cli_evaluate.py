@@ -146,10 +146,19 @@ def summary_line(result: dict[str, Any]) -> str:
     )
 
 
+def quiet_transformers() -> None:
+    """The CLI prints one result line; transformers' per-call warnings and bars would bury it."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def run(args: argparse.Namespace) -> int:
     from whisperft.trainer.data import DataError
     from whisperft.trainer.model import ModelError
 
+    quiet_transformers()
     try:
         result = evaluate(args)
     except (ModelError, DataError, ValueError) as exc:

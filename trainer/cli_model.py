@@ -29,9 +29,11 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from whisperft.trainer.cli_evaluate import quiet_transformers
     from whisperft.trainer.model import ModelError, resolve_model_dir
     from whisperft.trainer.model.ct2_import import REPORT_FILE
 
+    quiet_transformers()
     started = time.monotonic()
     try:
         path = resolve_model_dir(args.ref)

@@ -150,3 +150,42 @@ def test_cached_load_is_fast_and_stable(tiny_en_dir: Path) -> None:
     assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json"} <= files
     assert {"tokenizer_config.json", "processor_config.json", REPORT_FILE} <= files
     assert not list(tiny_en_dir.parent.glob(".tmp-*"))
+
+
+def test_float32_export_converts_to_the_same_weights_and_int8_is_refused(
+    tiny_en_model: LoadedModel, tmp_path: Path
+) -> None:
+    """tiny.en re-written as a float32 (and an int8) CTranslate2 export, as the converter would."""
+    import shutil
+
+    import torch
+    from whisperft.trainer.model import ModelError, load_model
+    from whisperft.trainer.model.ct2_format import write_ct2_model
+
+    source = bundled_source("tiny.en")
+    ct2 = read_ct2_model(source.model_parts)
+    as_f32 = {
+        k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in ct2.variables.items()
+    }
+    for kind in ("f32", "int8"):
+        export = tmp_path / kind
+        export.mkdir()
+        for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+            shutil.copy(source.directory / name, export / name)
+        variables = dict(as_f32)
+        if kind == "int8":
+            quantized = "encoder/layer_0/ffn/linear_0/weight"
+            variables[quantized] = np.ones(variables[quantized].shape, dtype=np.int8)
+            variables[quantized + "_scale"] = np.ones(
+                variables[quantized].shape[0], dtype=np.float32
+            )
+        write_ct2_model(export / "model.bin", variables, aliases=ct2.aliases)
+    with pytest.raises(ModelError, match="unsupported, re-export in float16"):
+        load_model(f"ct2:{tmp_path / 'int8'}", cache_dir=tmp_path / "cache")
+    del ct2, as_f32
+    loaded = load_model(f"ct2:{tmp_path / 'f32'}", cache_dir=tmp_path / "cache")
+    report = json.loads((loaded.path / REPORT_FILE).read_text())
+    assert report["source_dtypes"] == ["float32"] and loaded.path.name.startswith("f32-")
+    reference = tiny_en_model.model.state_dict()
+    for name, tensor in loaded.model.state_dict().items():
+        assert torch.equal(tensor, reference[name]), name
