@@ -426,8 +426,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{lang}: clips {report.shortest:.2f}-{report.longest:.2f} s, "
             f"{report.bytes / 1e6:.2f} MB -> {args.out / lang}"
         )
-    write_readme(args.out, reports, args.seed)
-    print(f"total {sum(r.bytes for r in reports) / 1e6:.2f} MB; wrote {args.out / 'README.md'}")
+    total = f"total {sum(r.bytes for r in reports) / 1e6:.2f} MB"
+    if {r.lang for r in reports} == set(VOICES):
+        write_readme(args.out, reports, args.seed)
+        print(f"{total}; wrote {args.out / 'README.md'}")
+    else:  # the README describes every language; a partial run leaves it alone
+        print(f"{total}; README.md not rewritten (only {' '.join(args.langs)} made)")
     return 0
 
 
