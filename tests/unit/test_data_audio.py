@@ -96,24 +96,40 @@ def test_empty_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "damage",
-    ["random_bytes", "text", "header_then_garbage", "corrupt_middle", "header_fragment_only"],
+    ("damage", "message"),
+    [
+        ("random_bytes", "cannot decode"),
+        ("text", "cannot decode"),
+        ("header_then_garbage", "cannot decode"),
+        ("overwritten_middle", "cannot decode"),
+        # a few frames garbled: the decoder resyncs but stops short of the header's length
+        ("garbled_frames", r"truncated or corrupt audio: decoded \d+ of 96000 frames"),
+        ("header_fragment_only", "cannot decode"),
+    ],
 )
-def test_corrupt_or_truncated_mp3(tmp_path: Path, damage: str) -> None:
+def test_corrupt_or_truncated_mp3(tmp_path: Path, damage: str, message: str) -> None:
     good = mp3_bytes(tmp_path)
     noise = np.random.default_rng(0).bytes
     data = {
         "random_bytes": noise(4000),
         "text": b"this is not audio\n" * 100,
         "header_then_garbage": good[:400] + bytes(range(256)) * 16,
-        # frames overwritten in the middle: the decoder gives up before the end
-        "corrupt_middle": good[:2000] + noise(2000) + good[4000:],
-        # a download cut off after one frame header: nothing but silence decodes
+        "overwritten_middle": good[:2000] + noise(2000) + good[4000:],
+        "garbled_frames": good[:3000] + noise(500) + good[3500:],
         "header_fragment_only": good[:100],
     }[damage]
     path = tmp_path / "bad.mp3"
     path.write_bytes(data)
-    with pytest.raises(DataError, match=r"bad\.mp3") as err:
+    with pytest.raises(DataError, match=rf"bad\.mp3: {message}") as err:
+        load_audio(path)
+    assert err.value.reason == "corrupt_audio"
+
+
+def test_digital_silence_is_corrupt(tmp_path: Path) -> None:
+    """A clip that decodes to all zeros (a failed recording) carries no speech."""
+    path = tmp_path / "silent.mp3"
+    sf.write(path, np.zeros(48_000, dtype=np.float32), 48_000, format="MP3")
+    with pytest.raises(DataError, match="digital silence") as err:
         load_audio(path)
     assert err.value.reason == "corrupt_audio"
 
