@@ -31,6 +31,11 @@ def configure(
     settings.watching.connect_timeout = 10
     settings.networking.error_backoffs = [1, 2, 5, 10, 20, 30]
     settings.execution.max_workers = 32
+    # No cluster-wide listing of namespaces/CRDs: the operator watches the
+    # namespaces it is given (or all), and finds CRDs by API discovery at start,
+    # so its RBAC needs nothing cluster-scoped. A KubeRay installed later is
+    # noticed on the operator's next restart.
+    settings.scanning.disabled = True
     # Kopf logs every successful timer run; at 5 s per resource that drowns the rest.
     logging.getLogger("kopf.objects").addFilter(_QuietTimer())
     kube.load_config()
