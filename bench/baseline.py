@@ -32,7 +32,9 @@ def per_speaker(result: dict[str, Any]) -> dict[str, tuple[float, int]]:
 
     groups: dict[str, list[dict[str, str]]] = defaultdict(list)
     for utterance in result["utterances"]:
-        groups[utterance.get("speaker", "")[:8]].append(utterance)
+        described = ", ".join(utterance[k] for k in ("gender", "accents") if utterance.get(k))
+        label = f"`{utterance.get('speaker', '')[:8]}`" + (f" ({described})" if described else "")
+        groups[label].append(utterance)
     return {
         speaker: (
             wer(

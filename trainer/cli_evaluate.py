@@ -120,6 +120,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             {
                 "id": example.meta.get("id", str(index)),
                 "speaker": example.meta.get("speaker", ""),
+                **{k: example.meta[k] for k in ("gender", "accents") if example.meta.get(k)},
                 "reference": example.sentence,
                 "hypothesis": hypothesis,
                 "reference_normalized": normalise(example.sentence).strip(),

@@ -20,6 +20,7 @@ __all__ = ["base_dir", "base_model", "tiny_en_dir", "tiny_en_model"]
 
 @pytest.fixture(scope="session")
 def tiny_en_dir() -> Path:
+    """HF directory of bundled:tiny.en (converted on first use, then cached)."""
     from whisperft.trainer.model import resolve_model_dir
 
     return resolve_model_dir("bundled:tiny.en")
@@ -27,6 +28,7 @@ def tiny_en_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def base_dir() -> Path:
+    """HF directory of bundled:base (converted on first use, then cached)."""
     from whisperft.trainer.model import resolve_model_dir
 
     return resolve_model_dir("bundled:base")
@@ -34,6 +36,7 @@ def base_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_en_model(tiny_en_dir: Path) -> LoadedModel:
+    """bundled:tiny.en loaded once per session (fp32, eval, CPU); do not train it in place."""
     from whisperft.trainer.model import load_model
 
     return load_model("bundled:tiny.en")
@@ -41,6 +44,7 @@ def tiny_en_model(tiny_en_dir: Path) -> LoadedModel:
 
 @pytest.fixture(scope="session")
 def base_model(base_dir: Path) -> LoadedModel:
+    """bundled:base loaded once per session (fp32, eval, CPU); do not train it in place."""
     from whisperft.trainer.model import load_model
 
     return load_model("bundled:base")
