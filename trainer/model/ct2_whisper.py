@@ -74,9 +74,9 @@ def _count_layers(ct2: CT2Model, prefix: str) -> int:
 
 
 class _Mapper:
-    def __init__(self, ct2: CT2Model) -> None:
+    def __init__(self, ct2: CT2Model, dims: WhisperDims) -> None:
         self.ct2 = ct2
-        self.out = MappedWeights(state_dict={}, dims=None)  # type: ignore[arg-type]
+        self.out = MappedWeights(state_dict={}, dims=dims)
 
     def take(self, name: str) -> np.ndarray:
         value = self.ct2.get(name)
@@ -141,7 +141,6 @@ def map_whisper(ct2: CT2Model) -> MappedWeights:
     """CTranslate2 Whisper variables -> HF state dict (float32 numpy) plus the sizes."""
     if ct2.spec not in ("WhisperSpec", ""):
         raise ModelError(f"CTranslate2 model is a {ct2.spec!r}, not a WhisperSpec")
-    m = _Mapper(ct2)
     emb = ct2.get("decoder/embeddings/weight")
     vocab_size, d_model = emb.shape
     conv1 = ct2.get("encoder/conv1/weight")
@@ -159,7 +158,7 @@ def map_whisper(ct2: CT2Model) -> MappedWeights:
         max_target_positions=int(ct2.get("decoder/position_encodings/encodings").shape[0]),
         tied_projection=_projection_is_tied(ct2),
     )
-    m.out.dims = dims
+    m = _Mapper(ct2, dims)
     m.explain("encoder/num_heads", "read into config.encoder_attention_heads")
     m.explain("decoder/num_heads", "read into config.decoder_attention_heads")
     m.explain("decoder/alignment_heads", _ALIGN_WHY)
