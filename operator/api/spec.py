@@ -498,10 +498,13 @@ class WhisperFineTuneSpec(ApiModel):
         description="Fail an attempt whose Ray cluster is not running within this (RayJob preRunningDeadlineSeconds).",
     )
     ttl_seconds_after_finished: int = Field(
-        600,
+        60,
         ge=0,
         le=60 * 60 * 24 * 30,
-        description="Seconds the finished Ray cluster is kept for inspection before it is deleted.",
+        description=(
+            "Seconds the finished Ray cluster (and its GPUs) is kept for inspection before it is "
+            "deleted; the model and results stay on the checkpoint claim."
+        ),
     )
     queue_name: str | None = Field(
         None,
