@@ -65,8 +65,7 @@ def kube(cluster: ControlPlane) -> Iterator[Kube]:
 def wft_crd(cluster: ControlPlane) -> Path:
     """The WhisperFineTune CRD from the chart (generated from the Python types), installed."""
     path = crd_file()
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(path))
+    cluster.apply_crds([path])
     return path
 
 

@@ -125,6 +125,15 @@ class ControlPlane:
 
     # ---- lifecycle -------------------------------------------------------
     def start(self) -> None:
+        """Start everything and wait until it is ready; on any failure, stop
+        what was started (no orphans) and re-raise."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.pki = make_pki(self.workdir / "pki")
         for name in (
@@ -170,9 +179,15 @@ class ControlPlane:
         for p in self.procs.values():
             p.check_alive()
 
-    def log_tails(self, lines: int = 30) -> str:
+    def log_tails(self, lines: int = 15, width: int = 400) -> str:
+        def clip(text: str) -> str:
+            return "\n".join(
+                line[:width] + (" ..." if len(line) > width else "") for line in text.splitlines()
+            )
+
         return "\n".join(
-            f"----- {name} ({p.log_path}) -----\n{p.tail(lines)}" for name, p in self.procs.items()
+            f"----- {name} ({p.log_path}) -----\n{clip(p.tail(lines))}"
+            for name, p in self.procs.items()
         )
 
     def _proc(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None) -> Proc:
@@ -231,7 +246,16 @@ class ControlPlane:
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--authorization-mode=RBAC",
             # PodSecurity is on by default; named so a default change cannot drop it.
-            "--enable-admission-plugins=PodSecurity,ServiceAccount,NamespaceLifecycle",
+            # OwnerReferencesPermissionEnforcement (on in OpenShift and hardened
+            # clusters) makes blockOwnerDeletion need update on the owner's finalizers.
+            "--enable-admission-plugins=PodSecurity,ServiceAccount,NamespaceLifecycle,OwnerReferencesPermissionEnforcement",
+            # Front-proxy CA published for the controller-manager and scheduler
+            # (otherwise they log a missing-CA error every minute).
+            f"--requestheader-client-ca-file={self.pki.ca_cert}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
             "--endpoint-reconciler-type=none",
             "--allow-privileged=false",
             "--profiling=false",
@@ -266,7 +290,8 @@ class ControlPlane:
         return path
 
     def audit_events(self, username: str) -> list[dict[str, Any]]:
-        """Audit events (ResponseComplete) of one user, e.g. system:serviceaccount:ns:name."""
+        """Audit events of one user, e.g. system:serviceaccount:ns:name (a watch
+        is logged at ResponseStarted, everything else at ResponseComplete)."""
         out = []
         if not self.audit_log.exists():
             return out
@@ -362,8 +387,27 @@ class ControlPlane:
         if not crd_dir.is_dir():
             raise FileNotFoundError(f"{crd_dir} missing: run `bash {BUILD_SH} kuberay`")
         # Too large for client-side apply's last-applied annotation.
-        self.kubectl("apply", "--server-side", "-f", str(crd_dir))
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(crd_dir))
+        self.apply_crds(sorted(crd_dir.glob("*.yaml")))
+
+    def apply_crds(self, files: Sequence[Path]) -> None:
+        """Server-side apply CRDs and wait until each is Established (polling:
+        `kubectl wait` errors out when it looks before status exists)."""
+        for f in files:
+            self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(f))
+        crd_names = [yaml.safe_load(f.read_text())["metadata"]["name"] for f in files]
+
+        def established() -> bool:
+            got = json.loads(self.kubectl("get", "crd", *crd_names, "-o", "json").stdout)
+            out = got.get("items", [got])  # one name: the object itself, not a List
+            return all(
+                any(
+                    c["type"] == "Established" and c["status"] == "True"
+                    for c in crd.get("status", {}).get("conditions") or []
+                )
+                for crd in out
+            )
+
+        self.wait_until(f"CRDs {', '.join(crd_names)} Established", established, timeout=60)
 
     def _start_kuberay(self) -> None:
         self._proc(

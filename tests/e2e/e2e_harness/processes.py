@@ -4,6 +4,7 @@ logged to a file each, and always stopped (TERM, then KILL) on teardown."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -13,11 +14,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+class ProcessDied(RuntimeError):
+    """A component exited: waiting on it any longer is pointless."""
+
+
+# Below Linux's ephemeral range (32768+), so the many outgoing connections of
+# the components (and of other jobs on the machine) never take a port we chose
+# between choosing it and the component binding it.
+_PORT_RANGE = (20000, 32000)
+
+
 def free_port() -> int:
-    """A free loopback TCP port (the tiny race with the next bind is acceptable here)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A currently free loopback TCP port outside the ephemeral range."""
+    for _ in range(200):
+        port = random.randrange(*_PORT_RANGE)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port in {_PORT_RANGE}")
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float, interval: float = 0.25) -> None:
@@ -28,6 +45,8 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float, interval: flo
         try:
             if check():
                 return
+        except ProcessDied:
+            raise
         except Exception as e:  # the check is allowed to fail while things start
             last = e
         time.sleep(interval)
@@ -72,7 +91,7 @@ class Proc:
 
     def check_alive(self) -> None:
         if self.popen is not None and self.popen.poll() is not None:
-            raise RuntimeError(
+            raise ProcessDied(
                 f"{self.name} exited with code {self.popen.returncode}; log tail:\n{self.tail()}"
             )
 
