@@ -84,8 +84,16 @@ def markdown(results: list[dict[str, Any]], command: str) -> str:
     for r in results:
         for speaker, (value, n) in per_speaker(r).items():
             lines.append(
-                f"| {r['model']} | {r['language']} | `{speaker}` | {100 * value:.1f}% | {n} |"
+                f"| {r['model']} | {r['language']} | {speaker} | {100 * value:.1f}% | {n} |"
             )
+    lines += [
+        "",
+        "Reading it: WER counts insertions too, so it exceeds 100% when a model writes more",
+        "words than were spoken. Multilingual base barely knows espeak-ng Swahili: it splits",
+        "words into syllables and hyphenated fragments (many insertions), and some decodes",
+        "loop until the cap. That gap is what the demo fine-tune is for. The test voices",
+        "never appear in the training split (see trainer/corpus/README.md).",
+    ]
     return "\n".join(lines) + "\n"
 
 
