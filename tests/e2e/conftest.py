@@ -91,11 +91,19 @@ _NS_COUNTER = [0]
 
 
 @pytest.fixture
-def namespace(request: pytest.FixtureRequest, kube: Kube) -> str:
-    """A fresh namespace named after the test (restricted Pod Security enforced)."""
+def namespace(
+    request: pytest.FixtureRequest, kube: Kube, operator_factory: Callable[..., OperatorProcess]
+) -> Iterator[str]:
+    """A fresh namespace named after the test (restricted Pod Security enforced),
+    deleted afterwards so the next test finds the GPUs free.
+
+    It depends on `operator_factory` only so that it is torn down first: the
+    test's operators are still running and remove their finalizers."""
     _NS_COUNTER[0] += 1
     base = request.node.name.removeprefix("test_").replace("_", "-")[:40].strip("-")
-    return kube.namespace(f"{base}-{_NS_COUNTER[0]}", labels=RESTRICTED)
+    ns = kube.namespace(f"{base}-{_NS_COUNTER[0]}", labels=RESTRICTED)
+    yield ns
+    kube.delete_namespace(ns)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -212,6 +212,8 @@ def test_helm_install_then_operator_runs_with_the_charts_rbac(
     used, refused = _used(cluster, ns, sa)
     assert not refused, "the chart's RBAC refused the operator:\n" + "\n".join(refused)
     unused = sorted(granted - used)
+    cluster.helm("uninstall", RELEASE, "-n", ns, "--wait", timeout=120)
+    kube.delete_namespace(ns)
     report = {"granted": sorted(granted), "used": sorted(used), "granted_but_unused": unused}
     (cluster.log_dir / "rbac-usage.json").write_text(json.dumps(report, indent=2))
     print("granted but not used in this lifecycle:", unused)

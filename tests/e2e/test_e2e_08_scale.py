@@ -83,6 +83,7 @@ def test_200_resources_each_get_a_rayjob(
     docs = [finetune(f"scale-{i:03d}", suspend=True) for i in range(COUNT)]
     time.sleep(1)  # both watches open before the first ADD
 
+    load = os.getloadavg()[0]
     t0 = time.monotonic()
     cluster.kubectl(
         "apply", "--server-side", "-n", namespace, "-f", "-", input=dump(*docs), timeout=300
@@ -125,7 +126,12 @@ def test_200_resources_each_get_a_rayjob(
         "all_rayjobs_s": round(total_s, 2),
         "operator_peak_rss_mib": round(peak[0] / 2**20, 1),
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        # Other jobs share the machine; the load says how busy it was.
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_avg_1m": round(load, 2),
+            "python": platform.python_version(),
+        },
         "method": (
             "latency = first watch event of the RayJob minus first watch event of its WhisperFineTune; "
             "peak RSS = VmHWM of the operator process (`whisperft operator run`, out of cluster)"

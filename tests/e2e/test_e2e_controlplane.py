@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from e2e_harness.cluster import ControlPlane
+from e2e_harness.kube import Kube
 from e2e_harness.nodes import GPU_RESOURCE, POOL_LABEL, POOLS, pool
 
 pytestmark = [pytest.mark.e2e]
@@ -57,9 +58,15 @@ def test_api_version_and_gpu_nodes(cluster: ControlPlane) -> None:
                 ]["taints"]
 
 
-def test_scheduler_places_gpu_pod_on_its_pool(cluster: ControlPlane) -> None:
-    ns = "e2e-smoke"
-    cluster.kubectl("create", "namespace", ns)
+def test_scheduler_places_gpu_pod_on_its_pool(cluster: ControlPlane, kube: Kube) -> None:
+    ns = kube.namespace("e2e-smoke")
+    try:
+        _check_placement(cluster, ns)
+    finally:
+        kube.delete_namespace(ns)
+
+
+def _check_placement(cluster: ControlPlane, ns: str) -> None:
     l4 = pool("gpu-l4")
     pods = [
         _pod("fits-l4", 2, l4.node_selector, tolerate=True),
@@ -95,4 +102,3 @@ def test_scheduler_places_gpu_pod_on_its_pool(cluster: ControlPlane) -> None:
             timeout=60,
         )
         assert not _get(cluster, ns, "pod", name)["spec"].get("nodeName")
-    cluster.kubectl("delete", "namespace", ns, "--wait=false")

@@ -33,6 +33,24 @@ class Kube:
         self.core.create_namespace(body)
         return name
 
+    def delete_namespace(self, ns: str, timeout: float = 120) -> None:
+        """Delete `ns`; wait until its WhisperFineTunes and pods are gone (the
+        GPUs free for the next test), not for the namespace object itself.
+        WhisperFineTunes nobody finalizes any more lose their finalizers."""
+        self.cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+        def empty() -> bool:
+            return not self.list(f"{names.PLURAL},pods", ns)
+
+        try:
+            self.cluster.wait_until(f"namespace {ns} emptied", empty, timeout=timeout, interval=1.0)
+        except TimeoutError:
+            for obj in self.list(names.PLURAL, ns):
+                self.patch_wft(ns, obj["metadata"]["name"], {"metadata": {"finalizers": None}})
+            self.cluster.wait_until(
+                f"namespace {ns} emptied (finalizers removed)", empty, timeout=60, interval=1.0
+            )
+
     # ---- reads -----------------------------------------------------------
     def _custom(
         self, group: str, version: str, plural: str, ns: str, name: str

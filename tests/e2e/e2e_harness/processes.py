@@ -64,8 +64,10 @@ class Proc:
     env: dict[str, str] | None = None
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     restarts: int = 0
+    stopped: bool = False  # stopped on purpose: not a crash
 
     def start(self) -> Proc:
+        self.stopped = False
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         log.write(f"\n===== start #{self.restarts}: {' '.join(self.argv)}\n".encode())
@@ -90,12 +92,13 @@ class Proc:
         return self.popen is not None and self.popen.poll() is None
 
     def check_alive(self) -> None:
-        if self.popen is not None and self.popen.poll() is not None:
+        if not self.stopped and self.popen is not None and self.popen.poll() is not None:
             raise ProcessDied(
                 f"{self.name} exited with code {self.popen.returncode}; log tail:\n{self.tail()}"
             )
 
     def stop(self, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
+        self.stopped = True
         if self.popen is None or self.popen.poll() is not None:
             return
         try:
