@@ -69,14 +69,29 @@ def test_delete_collects_children_but_keeps_the_users_claim(
         "made a claim although one was given"
     )
 
+    # Everything the operator made, found by owner reference (not by label, so an
+    # unlabelled child cannot hide), plus everything labelled for these runs.
+    uids = {w["metadata"]["uid"] for w in kube.list("wft", namespace)}
+    everything = kube.list(CHILD_KINDS, namespace)
+    made = {
+        f"{o['kind']}/{o['metadata']['name']}"
+        for o in everything
+        if {r["uid"] for r in o["metadata"].get("ownerReferences") or []} & uids
+        or o["metadata"].get("labels", {}).get(names.LABEL_FINETUNE) in ("generated", "brought")
+    }
+    kinds = {m.split("/")[0] for m in made}
+    assert {"RayJob", "ConfigMap", "PersistentVolumeClaim"} <= kinds, made
+    assert "PersistentVolumeClaim/my-checkpoints" not in made
+    print("children to be collected:", sorted(made))
+
     cluster.kubectl("delete", "wft", "generated", "brought", "-n", namespace, "--wait=false")
     kube.wait("both resources gone", lambda: not kube.list("wft", namespace), timeout=60)
 
     def leftovers() -> list[str]:
-        out = []
-        for name in ("generated", "brought"):
-            for obj in kube.list(CHILD_KINDS, namespace, f"{names.LABEL_FINETUNE}={name}"):
-                out.append(f"{obj['kind']}/{obj['metadata']['name']}")
+        present = {
+            f"{o['kind']}/{o['metadata']['name']}" for o in kube.list(CHILD_KINDS, namespace)
+        }
+        out = sorted(made & present)
         out += [
             f"Pod/{p['metadata']['name']}" for p in kube.list("pods", namespace, "ray.io/node-type")
         ]
