@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,7 @@ def _deployment_as_process(
 ) -> tuple[list[str], dict[str, str], str]:
     """The chart Deployment's args and env, with its ConfigMap volumes
     materialised under `workdir` and paths rewritten to point there."""
-    deploys = kube.list("deployments", ns, f"{names.LABEL_INSTANCE}={RELEASE}")
+    deploys = kube.items("deployments", ns, f"{names.LABEL_INSTANCE}={RELEASE}")
     assert len(deploys) == 1, [d["metadata"]["name"] for d in deploys]
     pod = deploys[0]["spec"]["template"]["spec"]
     container = pod["containers"][0]
@@ -95,7 +96,7 @@ def _granted(kube: Kube, ns: str, sa: str) -> set[tuple[str, str]]:
     """(verb, resource[/subresource][.group]) pairs that the RBAC objects bound
     to the ServiceAccount grant in `ns` (the chart's own Roles, read back)."""
     subject = {"kind": "ServiceAccount", "name": sa, "namespace": ns}
-    bindings = kube.list("rolebindings", ns) + kube.list("clusterrolebindings", "")
+    bindings = kube.items("rolebindings", ns) + kube.items("clusterrolebindings", "")
     pairs: set[tuple[str, str]] = set()
     for b in bindings:
         if not any(
@@ -162,7 +163,7 @@ def test_helm_install_then_operator_runs_with_the_charts_rbac(
     # The Deployment's pod passes restricted admission (kwok "runs" it; it runs no code).
     kube.wait(
         "the operator Deployment's pod admitted",
-        lambda: kube.list("pods", ns, f"{names.LABEL_INSTANCE}={RELEASE}"),
+        lambda: kube.items("pods", ns, f"{names.LABEL_INSTANCE}={RELEASE}"),
         timeout=60,
     )
 
@@ -187,12 +188,12 @@ def test_helm_install_then_operator_runs_with_the_charts_rbac(
     # KubeRay's pods (rendered by the operator) pass restricted admission too.
     cluster_name = kube.wait(
         "RayCluster",
-        lambda: (kube.rayjob(ns, job) or {}).get("status", {}).get("rayClusterName"),
+        partial(kube.rayjob_cluster, ns, job),
         timeout=90,
     )
     kube.wait(
         "Ray head and worker pods admitted",
-        lambda: len(kube.list("pods", ns, f"ray.io/cluster={cluster_name}")) >= 2,
+        lambda: len(kube.items("pods", ns, f"ray.io/cluster={cluster_name}")) >= 2,
         timeout=90,
     )
     kube.wait("phase Running", lambda: phase(kube.wft(ns, name)) == "Running", timeout=120)

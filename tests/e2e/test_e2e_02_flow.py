@@ -7,6 +7,7 @@ nodes is never scheduled elsewhere; one the pool table lacks is refused."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ pytestmark = [pytest.mark.e2e]
 
 
 def _pods(kube: Kube, ns: str, cluster_name: str, node_type: str) -> list[dict[str, Any]]:
-    return kube.list("pods", ns, f"ray.io/cluster={cluster_name},ray.io/node-type={node_type}")
+    return kube.items("pods", ns, f"ray.io/cluster={cluster_name},ray.io/node-type={node_type}")
 
 
 def _gpus(pod: dict[str, Any]) -> int:
@@ -57,7 +58,7 @@ def test_apply_example_runs_on_the_l4_pool(
     # KubeRay (real, out of cluster) makes the RayCluster from rayClusterSpec.
     cluster_name = kube.wait(
         "KubeRay to name the RayCluster",
-        lambda: (kube.rayjob(namespace, job) or {}).get("status", {}).get("rayClusterName"),
+        partial(kube.rayjob_cluster, namespace, job),
         timeout=60,
     )
     raycluster = kube.wait(
@@ -124,7 +125,7 @@ def test_accelerator_without_nodes_is_not_scheduled_elsewhere(
     job = rayjob_name(name, 1)
     cluster_name = kube.wait(
         "RayCluster named",
-        lambda: (kube.rayjob(namespace, job) or {}).get("status", {}).get("rayClusterName"),
+        partial(kube.rayjob_cluster, namespace, job),
         timeout=90,
     )
 

@@ -7,6 +7,7 @@ attempt 2 on the same checkpoint path."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -28,11 +29,15 @@ pytestmark = [pytest.mark.e2e]
 
 
 def _wait_phase(kube: Kube, ns: str, name: str, want: str, timeout: float = 60) -> dict[str, Any]:
-    return kube.wait(  # type: ignore[no-any-return]
+    return kube.wait(
         f"{name} phase {want}",
         lambda: obj if phase(obj := kube.wft(ns, name)) == want else None,
         timeout=timeout,
     )
+
+
+def _events_with(kube: Kube, ns: str, name: str, reason_part: str) -> list[dict[str, Any]]:
+    return [e for e in kube.events(ns, name) if reason_part in (e["reason"] or "")]
 
 
 def _train_config(kube: Kube, ns: str, name: str, attempt: int) -> dict[str, Any]:
@@ -80,7 +85,7 @@ def test_outcomes_follow_the_rayjob_status(
     for case, _, _, _ in CASES:
         kube.wait(
             f"RayJob of {case}",
-            lambda case=case: kube.rayjob(namespace, rayjob_name(case, 1)),
+            partial(kube.rayjob, namespace, rayjob_name(case, 1)),
             timeout=90,
         )
     for case, rj_status, _, _ in CASES:
@@ -98,9 +103,7 @@ def test_outcomes_follow_the_rayjob_status(
         assert obj["status"].get("completionTime"), f"{case}: no completionTime"
         events = kube.wait(
             f"an event for {case} reaching {want}",
-            lambda case=case, want=want: [
-                e for e in kube.events(namespace, case) if want in (e["reason"] or "")
-            ],
+            partial(_events_with, kube, namespace, case, want),
             timeout=30,
         )
         assert events[0]["type"] == ("Warning" if want == "Failed" else "Normal"), events
@@ -130,7 +133,11 @@ def test_failure_with_restarts_left_resumes_from_the_same_checkpoint(
     )
     obj = kube.wait(
         "status.attempt == 2",
-        lambda: o if (o := kube.wft(namespace, name))["status"].get("attempt") == 2 else None,
+        lambda: (
+            o
+            if ((o := kube.wft(namespace, name)) or {}).get("status", {}).get("attempt") == 2
+            else None
+        ),
     )
     assert obj["status"]["rayJobName"] == rayjob_name(name, 2)
     assert phase(obj) not in ("Failed", "Succeeded")

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.e2e]
 def _gpus_in_use(kube: Kube, ns: str) -> int:
     """GPUs requested by pods bound to a node in `ns` (what the scheduler counts as taken)."""
     total = 0
-    for p in kube.list("pods", ns):
+    for p in kube.items("pods", ns):
         if p["spec"].get("nodeName") and p.get("status", {}).get("phase") not in (
             "Succeeded",
             "Failed",
@@ -33,7 +33,7 @@ def _gpus_in_use(kube: Kube, ns: str) -> int:
 
 
 def _ray_pods(kube: Kube, ns: str) -> list[dict[str, Any]]:
-    return kube.list("pods", ns, "ray.io/node-type")
+    return kube.items("pods", ns, "ray.io/node-type")
 
 
 def _wait_phase(kube: Kube, ns: str, name: str, want: str, timeout: float = 90) -> None:
@@ -71,7 +71,7 @@ def test_suspend_frees_gpus_and_resume_runs_again(
     reasons = [e["reason"] for e in kube.events(namespace, name)]
     assert any(r.startswith("Suspend") for r in reasons), reasons
     # The checkpoint claim outlives the suspension (the resumed run reads it).
-    assert kube.list("pvc", namespace, f"{names.LABEL_FINETUNE}={name}")
+    assert kube.items("pvc", namespace, f"{names.LABEL_FINETUNE}={name}")
 
     kube.patch_wft(namespace, name, {"spec": {"suspend": False}})
     kube.wait(

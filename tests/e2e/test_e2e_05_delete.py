@@ -5,6 +5,7 @@ pods below them); a claim the user brought survives."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 from e2e_harness.cluster import ControlPlane
@@ -52,16 +53,12 @@ def test_delete_collects_children_but_keeps_the_users_claim(
     for name in ("generated", "brought"):
         cluster_name = kube.wait(
             f"{name}: RayCluster named",
-            lambda name=name: (
-                (kube.rayjob(namespace, rayjob_name(name, 1)) or {})
-                .get("status", {})
-                .get("rayClusterName")
-            ),
+            partial(kube.rayjob_cluster, namespace, rayjob_name(name, 1)),
             timeout=90,
         )
         kube.wait(
             f"{name}: Ray pods",
-            lambda c=cluster_name: kube.list("pods", namespace, f"ray.io/cluster={c}"),
+            partial(kube.items, "pods", namespace, f"ray.io/cluster={cluster_name}"),
             timeout=60,
         )
     assert kube.get("pvc", namespace, checkpoint_claim_name("generated")) is not None
@@ -71,8 +68,8 @@ def test_delete_collects_children_but_keeps_the_users_claim(
 
     # Everything the operator made, found by owner reference (not by label, so an
     # unlabelled child cannot hide), plus everything labelled for these runs.
-    uids = {w["metadata"]["uid"] for w in kube.list("wft", namespace)}
-    everything = kube.list(CHILD_KINDS, namespace)
+    uids = {w["metadata"]["uid"] for w in kube.items("wft", namespace)}
+    everything = kube.items(CHILD_KINDS, namespace)
     made = {
         f"{o['kind']}/{o['metadata']['name']}"
         for o in everything
@@ -85,19 +82,20 @@ def test_delete_collects_children_but_keeps_the_users_claim(
     print("children to be collected:", sorted(made))
 
     cluster.kubectl("delete", "wft", "generated", "brought", "-n", namespace, "--wait=false")
-    kube.wait("both resources gone", lambda: not kube.list("wft", namespace), timeout=60)
+    kube.wait("both resources gone", lambda: not kube.items("wft", namespace), timeout=60)
 
     def leftovers() -> list[str]:
         present = {
-            f"{o['kind']}/{o['metadata']['name']}" for o in kube.list(CHILD_KINDS, namespace)
+            f"{o['kind']}/{o['metadata']['name']}" for o in kube.items(CHILD_KINDS, namespace)
         }
         out = sorted(made & present)
         out += [
-            f"Pod/{p['metadata']['name']}" for p in kube.list("pods", namespace, "ray.io/node-type")
+            f"Pod/{p['metadata']['name']}"
+            for p in kube.items("pods", namespace, "ray.io/node-type")
         ]
         out += [
             f"RayCluster/{c['metadata']['name']}"
-            for c in kube.list("rayclusters.ray.io", namespace)
+            for c in kube.items("rayclusters.ray.io", namespace)
         ]
         return out
 

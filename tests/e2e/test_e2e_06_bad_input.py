@@ -82,7 +82,7 @@ def test_invalid_resources_are_refused_naming_the_field(
         elif field not in message:
             problems.append(f"{case}: message does not name {field}: {message}")
     assert not problems, "\n".join(problems)
-    assert kube.list("wft", namespace) == []
+    assert kube.items("wft", namespace) == []
     assert "bad-" not in op.log(), "a refused resource reached the operator"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 from e2e_harness.cluster import ControlPlane
@@ -24,9 +25,13 @@ CHILDREN = "rayjobs.ray.io,configmaps,pvc"
 def _children(kube: Kube, ns: str) -> Counter[tuple[str, str]]:
     """(finetune, kind) -> how many children of that kind it has."""
     out: Counter[tuple[str, str]] = Counter()
-    for obj in kube.list(CHILDREN, ns, names.LABEL_FINETUNE):
+    for obj in kube.items(CHILDREN, ns, names.LABEL_FINETUNE):
         out[(obj["metadata"]["labels"][names.LABEL_FINETUNE], obj["kind"])] += 1
     return out
+
+
+def _settled(kube: Kube, ns: str, name: str) -> bool:
+    return phase(kube.wft(ns, name)) in ("Pending", "Running")
 
 
 def test_killed_operator_restarts_without_duplicates(
@@ -41,12 +46,12 @@ def test_killed_operator_restarts_without_duplicates(
     # Kill as soon as the first child exists: some resources are half done.
     kube.wait(
         "the first child",
-        lambda: kube.list(CHILDREN, namespace, names.LABEL_FINETUNE),
+        lambda: kube.items(CHILDREN, namespace, names.LABEL_FINETUNE),
         timeout=60,
         interval=0.1,
     )
     op.kill()
-    partial = _children(kube, namespace)
+    before_kill = _children(kube, namespace)
     op.restart()
 
     def converged() -> bool:
@@ -61,12 +66,12 @@ def test_killed_operator_restarts_without_duplicates(
     for n in batch:
         kube.wait(
             f"{n} status converges",
-            lambda n=n: phase(kube.wft(namespace, n)) in ("Pending", "Running"),
+            partial(_settled, kube, namespace, n),
             timeout=60,
         )
         status = (kube.wft(namespace, n) or {})["status"]
         assert status["attempt"] == 1 and status["rayJobName"] == rayjob_name(n, 1)
-    print(f"children before the kill: {sum(partial.values())} of {3 * len(batch)}")
+    print(f"children before the kill: {sum(before_kill.values())} of {3 * len(batch)}")
 
 
 def test_operator_survives_an_apiserver_restart(

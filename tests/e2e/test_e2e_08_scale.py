@@ -110,7 +110,7 @@ def test_200_resources_each_get_a_rayjob(
         assert job in jobs.seen, f"{name}: no RayJob"
         latencies.append(jobs.seen[job] - wfts.seen.get(name, t0))
     # Every resource got exactly its own RayJob, nothing more.
-    assert len(kube.list("rayjobs.ray.io", namespace)) == COUNT
+    assert len(kube.items("rayjobs.ray.io", namespace)) == COUNT
     assert op.proc.alive()
 
     result: dict[str, Any] = {

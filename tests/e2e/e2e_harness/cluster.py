@@ -4,12 +4,9 @@ kube-scheduler, kwok with fake GPU node pools, and the KubeRay operator."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import ssl
 import subprocess
-import time
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from .access import b64, insecure_get, kubeconfig_dict
+from .audit import read_audit_events, write_audit_policy
 from .certs import Pki, make_pki
 from .nodes import node_manifests
 from .processes import Proc, free_port, wait_for
@@ -55,40 +54,6 @@ def controlplane_dir() -> Path:
         ["bash", str(BUILD_SH), "--print-dir"], check=True, capture_output=True, text=True
     )
     return Path(out.stdout.strip())
-
-
-def _insecure_get(
-    url: str, cert: tuple[Path, Path] | None = None, timeout: float = 3.0
-) -> tuple[int, str]:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    if cert:
-        ctx.load_cert_chain(str(cert[0]), str(cert[1]))
-    try:
-        with urllib.request.urlopen(url, context=ctx, timeout=timeout) as r:
-            return int(r.status), r.read().decode(errors="replace")
-    except urllib.error.HTTPError as e:
-        return int(e.code), e.read().decode(errors="replace")
-
-
-def kubeconfig_dict(
-    server: str, ca: Path, user: dict[str, str], name: str = "e2e"
-) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {"name": name, "cluster": {"server": server, "certificate-authority-data": _b64(ca)}}
-        ],
-        "users": [{"name": name, "user": user}],
-        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
-        "current-context": name,
-    }
-
-
-def _b64(path: Path) -> str:
-    return base64.b64encode(path.read_bytes()).decode()
 
 
 @dataclass
@@ -155,8 +120,8 @@ class ControlPlane:
                     self.server,
                     self.pki.ca_cert,
                     {
-                        "client-certificate-data": _b64(self.pki.admin_cert),
-                        "client-key-data": _b64(self.pki.admin_key),
+                        "client-certificate-data": b64(self.pki.admin_cert),
+                        "client-key-data": b64(self.pki.admin_key),
                     },
                 )
             )
@@ -261,7 +226,7 @@ class ControlPlane:
             "--profiling=false",
             # Requests made by service accounts are audited, so tests can prove
             # what the chart's RBAC lets the operator do and what it used.
-            f"--audit-policy-file={self._audit_policy()}",
+            f"--audit-policy-file={write_audit_policy(self.workdir / 'audit-policy.yaml')}",
             f"--audit-log-path={self.audit_log}",
             "--audit-log-format=json",
             "--audit-log-mode=batch",
@@ -273,36 +238,9 @@ class ControlPlane:
     def audit_log(self) -> Path:
         return self.log_dir / "audit.jsonl"
 
-    def _audit_policy(self) -> Path:
-        path = self.workdir / "audit-policy.yaml"
-        policy = {
-            "apiVersion": "audit.k8s.io/v1",
-            "kind": "Policy",
-            "omitStages": ["RequestReceived"],
-            "rules": [
-                # kube-controller-manager's own controllers use kube-system accounts.
-                {"level": "None", "userGroups": ["system:serviceaccounts:kube-system"]},
-                {"level": "Metadata", "userGroups": ["system:serviceaccounts"]},
-                {"level": "None"},
-            ],
-        }
-        path.write_text(yaml.safe_dump(policy))
-        return path
-
     def audit_events(self, username: str) -> list[dict[str, Any]]:
-        """Audit events of one user, e.g. system:serviceaccount:ns:name (a watch
-        is logged at ResponseStarted, everything else at ResponseComplete)."""
-        out = []
-        if not self.audit_log.exists():
-            return out
-        for line in self.audit_log.read_text().splitlines():
-            ev = json.loads(line)
-            if (
-                ev.get("stage") == "ResponseComplete"
-                and ev.get("user", {}).get("username") == username
-            ):
-                out.append(ev)
-        return out
+        """Audit events of one user, e.g. system:serviceaccount:ns:name."""
+        return read_audit_events(self.audit_log, username)
 
     def _start_apiserver(self) -> None:
         self._proc("kube-apiserver", self.apiserver_argv())
@@ -313,7 +251,7 @@ class ControlPlane:
 
         def ready() -> bool:
             self.procs["kube-apiserver"].check_alive()
-            return _insecure_get(f"{self.server}/readyz", cert)[0] == 200
+            return insecure_get(f"{self.server}/readyz", cert)[0] == 200
 
         wait_for("kube-apiserver /readyz", ready, timeout)
 
@@ -424,7 +362,7 @@ class ControlPlane:
     def _wait_ready(self) -> None:
         def http_ok(url: str) -> bool:
             self.check_alive()
-            return _insecure_get(url)[0] == 200
+            return insecure_get(url)[0] == 200
 
         wait_for(
             "kube-scheduler /healthz",
@@ -517,7 +455,3 @@ class ControlPlane:
             return bool(check())
 
         wait_for(what, guarded, timeout, interval)
-
-
-def wait_seconds(t0: float) -> float:
-    return round(time.monotonic() - t0, 2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -29,8 +29,9 @@ class Kube:
 
     # ---- namespaces ------------------------------------------------------
     def namespace(self, name: str, labels: dict[str, str] | None = None) -> str:
-        body = {"metadata": {"name": name, "labels": labels or {}}}
-        self.core.create_namespace(body)
+        self.core.create_namespace(
+            client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels or {}))
+        )
         return name
 
     def delete_namespace(self, ns: str, timeout: float = 120) -> None:
@@ -40,12 +41,12 @@ class Kube:
         self.cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
         def empty() -> bool:
-            return not self.list(f"{names.PLURAL},pods", ns)
+            return not self.items(f"{names.PLURAL},pods", ns)
 
         try:
             self.cluster.wait_until(f"namespace {ns} emptied", empty, timeout=timeout, interval=1.0)
         except TimeoutError:
-            for obj in self.list(names.PLURAL, ns):
+            for obj in self.items(names.PLURAL, ns):
                 self.patch_wft(ns, obj["metadata"]["name"], {"metadata": {"finalizers": None}})
             self.cluster.wait_until(
                 f"namespace {ns} emptied (finalizers removed)", empty, timeout=60, interval=1.0
@@ -56,7 +57,8 @@ class Kube:
         self, group: str, version: str, plural: str, ns: str, name: str
     ) -> dict[str, Any] | None:
         try:
-            return dict(self.custom.get_namespaced_custom_object(group, version, ns, plural, name))
+            obj = self.custom.get_namespaced_custom_object(group, version, ns, plural, name)
+            return cast(dict[str, Any], obj)
         except ApiException as e:
             if e.status == 404:
                 return None
@@ -68,10 +70,16 @@ class Kube:
     def rayjob(self, ns: str, name: str) -> dict[str, Any] | None:
         return self._custom(RAY_GROUP, RAY_VERSION, "rayjobs", ns, name)
 
+    def rayjob_cluster(self, ns: str, job: str) -> str | None:
+        """The RayCluster name KubeRay recorded on the RayJob (None until then)."""
+        status = (self.rayjob(ns, job) or {}).get("status") or {}
+        name = status.get("rayClusterName")
+        return str(name) if name else None
+
     def raycluster(self, ns: str, name: str) -> dict[str, Any] | None:
         return self._custom(RAY_GROUP, RAY_VERSION, "rayclusters", ns, name)
 
-    def list(self, kind: str, ns: str, selector: str = "") -> list[dict[str, Any]]:
+    def items(self, kind: str, ns: str, selector: str = "") -> list[dict[str, Any]]:
         """Any kind kubectl knows, as plain dicts."""
         args = ["get", kind, "-n", ns, "-o", "json"]
         if selector:
