@@ -23,7 +23,7 @@ export HF_DATASETS_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install demo test unit integration e2e lint typecheck fmt crd corpus baseline bench controlplane clean
+.PHONY: help install demo test unit integration e2e lint typecheck fmt crd manifests corpus baseline bench controlplane clean
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -68,6 +68,8 @@ lint: install ## ruff + mypy + hadolint + helm lint
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy whisperft operator trainer
 	$(VENV)/bin/hadolint Dockerfile
+	$(PY) tools/render_manifests.py --check
+	$$(bash hack/controlplane/build.sh --print-bin-dir)/helm lint --strict --kube-version 1.35.0 charts/whisperft
 
 fmt: install ## format the code
 	$(VENV)/bin/ruff format .
@@ -75,6 +77,9 @@ fmt: install ## format the code
 
 crd: install ## regenerate the CRD YAML in charts/ and manifests/ from the Python types
 	$(VENV)/bin/whisperft crd --write
+
+manifests: install ## regenerate manifests/ (kustomize base, overlay settings, argocd-cm) from the chart
+	$(PY) tools/render_manifests.py
 
 corpus: install ## regenerate the bundled sample corpus (needs espeak-ng)
 	$(PY) tools/make_corpus.py

@@ -14,3 +14,5 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WHISPERFT_CACHE", str(Path.home() / ".cache" / "whisperft"))
 
 REPO = Path(__file__).resolve().parents[1]
+
+from integration.conftest_model import *  # noqa: E402, F403  (session fixtures: bundled models converted once)

@@ -53,6 +53,9 @@ def decode_features(
     kw = generate_kwargs(multilingual, language, task, max_new_tokens)
     eos = model.generation_config.eos_token_id
     eos_ids = set(eos if isinstance(eos, list) else [eos])
+    gc = model.generation_config
+    prompt_ids = {gc.decoder_start_token_id, getattr(gc, "no_timestamps_token_id", None)}
+    prompt_ids |= set((getattr(gc, "lang_to_id", None) or {}).values()) | set((getattr(gc, "task_to_id", None) or {}).values())
     texts: list[str] = []
     capped = 0
     was_training = model.training
@@ -65,7 +68,10 @@ def decode_features(
                 out = model.generate(input_features=x.to(param.device, param.dtype), **kw)
                 seqs = out.sequences if hasattr(out, "sequences") else out
                 for row in seqs.tolist():
-                    if not any(t in eos_ids for t in row[1:]):  # stopped by the cap, not by <|endoftext|>
+                    # generate strips the prompt and may drop the final <|endoftext|>
+                    # of the longest row, so only a full-length row without one counts.
+                    body = [t for t in row if t not in prompt_ids]
+                    if len(body) >= max_new_tokens and not eos_ids & set(body):
                         capped += 1
                 texts.extend(t.strip() for t in processor.batch_decode(seqs, skip_special_tokens=True))
                 if progress:
