@@ -87,8 +87,10 @@ corpus: install ## regenerate the bundled sample corpus (needs espeak-ng)
 baseline: install ## WER of the bundled models on the bundled corpus -> bench/results/baseline.md
 	$(PY) bench/baseline.py
 
-bench: install ## run the benchmarks and write bench/results/
-	$(PY) bench/run.py
+bench: install controlplane ## run the benchmarks and rewrite bench/results/ (CPU; see bench/README.md for GPU)
+	$(PY) bench/baseline.py
+	$(PY) bench/train_throughput.py
+	WHISPERFT_WRITE_BENCH=1 $(PY) -m pytest -m e2e tests/e2e/test_e2e_08_scale.py $(PYTEST_ARGS)
 
 clean: ## remove local run outputs (keeps the cached environment)
 	rm -rf runs .make .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,51 @@
+"""Benchmark: the demo job (or any TrainConfig) end to end -> bench/results/train_<device>.json.
+
+Records wall time, data-preparation time, training samples/s, peak RSS (and GPU
+memory on CUDA) and WER before/after, with the machine it ran on. On a GPU
+machine pass a GPU config, e.g.:
+
+    python bench/train_throughput.py --config examples/demo.yaml \
+        --set scaling.use_gpu=true --set scaling.workers=1 --set training.precision=auto
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+from whisperft.trainer.cli_train import load_config
+from whisperft.trainer.main import run
+
+KEYS = ("wer_before", "wer_after", "job_wall_s", "prepare_s", "samples_per_s", "peak_rss_mb_rank0", "peak_gpu_mb_rank0", "steps")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="examples/demo.yaml")
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--out", default=None, help="result file (default bench/results/train_<cpu|gpu>.json)")
+    args = ap.parse_args()
+    cfg = load_config(args.config, args.overrides)
+    t0 = time.time()
+    results = run(cfg, progress=False)
+    device = "gpu" if cfg.scaling.use_gpu else "cpu"
+    record = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "config": args.config,
+        "overrides": args.overrides,
+        **{k: results.get(k) for k in KEYS},
+        "data": {k: v["n"] for k, v in results["data"].items()},
+    }
+    out = Path(args.out or Path(__file__).parent / "results" / f"train_{device}.json")
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
