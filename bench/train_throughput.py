@@ -20,14 +20,27 @@ from pathlib import Path
 from whisperft.trainer.cli_train import load_config
 from whisperft.trainer.main import run
 
-KEYS = ("wer_before", "wer_after", "job_wall_s", "prepare_s", "samples_per_s", "peak_rss_mb_rank0", "peak_gpu_mb_rank0", "steps")
+KEYS = (
+    "wer_before",
+    "wer_after",
+    "job_wall_s",
+    "prepare_s",
+    "samples_per_s",
+    "peak_rss_mb_rank0",
+    "peak_gpu_mb_rank0",
+    "steps",
+)
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--config", default="examples/demo.yaml")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
-    ap.add_argument("--out", default=None, help="result file (default bench/results/train_<cpu|gpu>.json)")
+    ap.add_argument(
+        "--out", default=None, help="result file (default bench/results/train_<cpu|gpu>.json)"
+    )
     args = ap.parse_args()
     cfg = load_config(args.config, args.overrides)
     t0 = time.time()
@@ -35,7 +48,11 @@ def main() -> int:
     device = "gpu" if cfg.scaling.use_gpu else "cpu"
     record = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
         "config": args.config,
         "overrides": args.overrides,
         **{k: results.get(k) for k in KEYS},

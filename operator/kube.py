@@ -10,6 +10,7 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+
 from whisperft.operator.render.rayjob import RAY_API_VERSION
 
 log = logging.getLogger(__name__)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
 from whisperft.operator.api.phase import Phase
 
 RECONCILES = Counter("whisperft_reconciles_total", "Handler invocations.", ["handler"])
@@ -49,7 +50,7 @@ def observe_create_latency(created: str | None) -> None:
         start = datetime.fromisoformat(created.replace("Z", "+00:00"))
     except ValueError:
         return
-    CREATE_LATENCY.observe(max(0.0, (datetime.now(timezone.utc) - start).total_seconds()))
+    CREATE_LATENCY.observe(max(0.0, (datetime.now(UTC) - start).total_seconds()))
 
 
 def serve(port: int) -> None:

@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import kopf
 from kubernetes.client.exceptions import ApiException
+
 from whisperft.operator import kube, metrics
 from whisperft.operator.api.phase import ConditionStatus, ConditionType, Phase, Reason
 from whisperft.operator.api.resource import NAME_PATTERN, SpecError, parse_spec

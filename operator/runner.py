@@ -16,6 +16,7 @@ def run_operator(
     log_format: str,
 ) -> int:
     import kopf
+
     from whisperft.operator.settings import load_settings
 
     settings = load_settings()

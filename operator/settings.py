@@ -40,10 +40,10 @@ from typing import Any
 
 import yaml
 from pydantic import Field, ValidationError
-from whisperft.operator.api.base import ApiModel
-from whisperft.operator.api.spec import Toleration
 
 from whisperft import __version__
+from whisperft.operator.api.base import ApiModel
+from whisperft.operator.api.spec import Toleration
 
 ENV_SETTINGS_FILE = "WHISPERFT_SETTINGS_FILE"
 

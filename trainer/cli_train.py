@@ -42,18 +42,32 @@ def add_parser(sub: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", "-c", metavar="FILE", help="TrainConfig YAML/JSON (defaults apply to what it omits)")
     p.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="TrainConfig YAML/JSON (defaults apply to what it omits)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override one value, e.g. training.max_steps=50 (YAML-parsed; repeatable)",
     )
     p.add_argument(
-        "--ray-address", metavar="ADDR",
+        "--ray-address",
+        metavar="ADDR",
         help="join this Ray cluster ('auto' inside a RayJob); default: start a local Ray",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
-    p.add_argument("--print-default-config", action="store_true", help="print the full default config and exit")
-    p.add_argument("--dry-run", action="store_true", help="validate the config, print it resolved, and exit")
+    p.add_argument(
+        "--print-default-config", action="store_true", help="print the full default config and exit"
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="validate the config, print it resolved, and exit"
+    )
     p.set_defaults(func=run_command)
 
 

@@ -73,7 +73,8 @@ class DataConfig(_Strict):
         description="Train on normalised transcripts (lowercase, no punctuation) instead of raw ones.",
     )
     feature_cache_dir: str | None = Field(
-        None, description="Where log-mel features are cached (default: ~/.cache/whisperft/features)."
+        None,
+        description="Where log-mel features are cached (default: ~/.cache/whisperft/features).",
     )
 
     @model_validator(mode="after")
@@ -117,7 +118,8 @@ class TrainingConfig(_Strict):
     precision: Precision = Field("auto", description="auto = bf16 on GPUs that have it, else fp32.")
     gradient_checkpointing: bool = False
     freeze_encoder: bool = Field(
-        False, description="Freeze the conv stem and encoder layers (all but train_top_encoder_layers)."
+        False,
+        description="Freeze the conv stem and encoder layers (all but train_top_encoder_layers).",
     )
     train_top_encoder_layers: int = Field(
         0, ge=0, le=64, description="With freeze_encoder: how many top encoder layers still train."
@@ -131,7 +133,9 @@ class TrainingConfig(_Strict):
     )
     spec_augment: bool = False
     deepspeed: DeepSpeedConfig = Field(default_factory=DeepSpeedConfig)
-    eval_every: int = Field(0, ge=0, description="Evaluate every N steps (0: only at start and end).")
+    eval_every: int = Field(
+        0, ge=0, description="Evaluate every N steps (0: only at start and end)."
+    )
     save_every: int = Field(0, ge=0, description="Checkpoint every N steps (0: only at the end).")
     keep_checkpoints: int = Field(2, ge=1, le=100)
     eval_batch_size: int = Field(16, gt=0, le=1024)
@@ -154,7 +158,9 @@ class ScalingConfig(_Strict):
     cpus_per_worker: float = Field(1.0, gt=0)
     gpus_per_worker: float = Field(1.0, ge=0)
     max_failures: int = Field(
-        2, ge=-1, description="Worker failures Ray Train restarts from the last checkpoint (-1: forever)."
+        2,
+        ge=-1,
+        description="Worker failures Ray Train restarts from the last checkpoint (-1: forever).",
     )
 
 
@@ -163,7 +169,9 @@ class RunConfig(_Strict):
     storage_path: str = Field(
         "runs", min_length=1, description="Checkpoints and Ray Train state (the persistent volume)."
     )
-    output_dir: str = Field("runs/output", min_length=1, description="Final model, results.json, plots.")
+    output_dir: str = Field(
+        "runs/output", min_length=1, description="Final model, results.json, plots."
+    )
 
 
 class TrainConfig(_Strict):
@@ -178,7 +186,9 @@ class TrainConfig(_Strict):
     @classmethod
     def from_dict(cls, raw: Any, *, source: str = "config") -> TrainConfig:
         if not isinstance(raw, dict):
-            raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+            raise ConfigError(
+                f"{source}: expected a mapping at the top level, got {type(raw).__name__}"
+            )
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:

@@ -57,12 +57,21 @@ def build_deepspeed_config(
     if t.lr_schedule == "constant":
         scheduler = {
             "type": "WarmupLR",
-            "params": {"warmup_min_lr": 0.0, "warmup_max_lr": t.learning_rate, "warmup_num_steps": warmup, "warmup_type": "linear"},
+            "params": {
+                "warmup_min_lr": 0.0,
+                "warmup_max_lr": t.learning_rate,
+                "warmup_num_steps": warmup,
+                "warmup_type": "linear",
+            },
         }
     elif t.lr_schedule == "cosine":
         scheduler = {
             "type": "WarmupCosineLR",
-            "params": {"total_num_steps": steps, "warmup_num_steps": warmup, "warmup_type": "linear"},
+            "params": {
+                "total_num_steps": steps,
+                "warmup_num_steps": warmup,
+                "warmup_type": "linear",
+            },
         }
     else:
         scheduler = {

@@ -23,7 +23,9 @@ from torch import nn
 def frozen_prefix_layers(model: Any, train_top_layers: int) -> int:
     n = len(model.model.encoder.layers)
     if not 0 <= train_top_layers <= n:
-        raise ValueError(f"train_top_encoder_layers={train_top_layers}, but the encoder has {n} layers")
+        raise ValueError(
+            f"train_top_encoder_layers={train_top_layers}, but the encoder has {n} layers"
+        )
     return n - train_top_layers
 
 
@@ -48,7 +50,9 @@ class TailModel(nn.Module):
         self.whisper = whisper
         self.k = k
 
-    def forward(self, hidden: torch.Tensor, decoder_input_ids: torch.Tensor, labels: torch.Tensor) -> Any:
+    def forward(
+        self, hidden: torch.Tensor, decoder_input_ids: torch.Tensor, labels: torch.Tensor
+    ) -> Any:
         from transformers.modeling_outputs import BaseModelOutput
 
         enc = self.whisper.model.encoder
@@ -64,7 +68,9 @@ class TailModel(nn.Module):
 
 
 def cache_dir_for(root: Path, model_dir: str, features_path: str, k: int) -> Path:
-    key = hashlib.sha256(json.dumps([str(model_dir), str(features_path), k]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([str(model_dir), str(features_path), k]).encode()).hexdigest()[
+        :16
+    ]
     return root / f"encoder-{key}"
 
 
@@ -83,7 +89,9 @@ def build_sharded(
     with torch.inference_mode(), open(part, "wb") as f:
         for s in range(0, len(indices), batch):
             chunk = indices[s : s + batch]
-            x = torch.from_numpy(np.stack([np.asarray(features[i], dtype=np.float32) for i in chunk]))
+            x = torch.from_numpy(
+                np.stack([np.asarray(features[i], dtype=np.float32) for i in chunk])
+            )
             h = encoder_prefix(model, x.to(param.device, param.dtype), k).float().cpu().numpy()
             shape = h.shape[1:]
             f.write(h.astype(np.float16).tobytes())
@@ -99,7 +107,9 @@ class CachedStates:
         for r in range(world):
             info = json.loads((out / f"part{r}-of{world}.done").read_text())
             shape = (info["n"], *info["shape"])
-            self.parts.append(np.memmap(out / f"part{r}-of{world}.f16", dtype=np.float16, mode="r", shape=shape))
+            self.parts.append(
+                np.memmap(out / f"part{r}-of{world}.f16", dtype=np.float16, mode="r", shape=shape)
+            )
         self.n = n
 
     def __getitem__(self, i: int) -> np.ndarray:

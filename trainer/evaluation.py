@@ -23,7 +23,9 @@ class EvalResult:
     ids: list[str] = field(default_factory=list)
 
 
-def generate_kwargs(multilingual: bool, language: str | None, task: str, max_new_tokens: int) -> dict[str, Any]:
+def generate_kwargs(
+    multilingual: bool, language: str | None, task: str, max_new_tokens: int
+) -> dict[str, Any]:
     kw: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": False, "num_beams": 1}
     if multilingual:
         # English-only checkpoints reject language/task; multilingual ones need them
@@ -55,7 +57,9 @@ def decode_features(
     eos_ids = set(eos if isinstance(eos, list) else [eos])
     gc = model.generation_config
     prompt_ids = {gc.decoder_start_token_id, getattr(gc, "no_timestamps_token_id", None)}
-    prompt_ids |= set((getattr(gc, "lang_to_id", None) or {}).values()) | set((getattr(gc, "task_to_id", None) or {}).values())
+    prompt_ids |= set((getattr(gc, "lang_to_id", None) or {}).values()) | set(
+        (getattr(gc, "task_to_id", None) or {}).values()
+    )
     texts: list[str] = []
     capped = 0
     was_training = model.training
@@ -64,7 +68,9 @@ def decode_features(
         with torch.inference_mode():
             for start in range(0, len(indices), batch_size):
                 chunk = list(indices[start : start + batch_size])
-                x = torch.from_numpy(np.stack([np.asarray(features[i], dtype=np.float32) for i in chunk]))
+                x = torch.from_numpy(
+                    np.stack([np.asarray(features[i], dtype=np.float32) for i in chunk])
+                )
                 out = model.generate(input_features=x.to(param.device, param.dtype), **kw)
                 seqs = out.sequences if hasattr(out, "sequences") else out
                 for row in seqs.tolist():
@@ -73,7 +79,9 @@ def decode_features(
                     body = [t for t in row if t not in prompt_ids]
                     if len(body) >= max_new_tokens and not eos_ids & set(body):
                         capped += 1
-                texts.extend(t.strip() for t in processor.batch_decode(seqs, skip_special_tokens=True))
+                texts.extend(
+                    t.strip() for t in processor.batch_decode(seqs, skip_special_tokens=True)
+                )
                 if progress:
                     progress(len(chunk))
     finally:
@@ -82,7 +90,11 @@ def decode_features(
 
 
 def score(
-    references: Sequence[str], hypotheses: Sequence[str], ids: Sequence[str], language: str | None, capped: int
+    references: Sequence[str],
+    hypotheses: Sequence[str],
+    ids: Sequence[str],
+    language: str | None,
+    capped: int,
 ) -> EvalResult:
     from whisperft.trainer.metrics import wer
 

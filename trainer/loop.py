@@ -24,7 +24,11 @@ from whisperft.trainer import checkpoint as ckpt
 from whisperft.trainer.config import TrainConfig
 from whisperft.trainer.data.collator import collate, micro_batch, micro_batches_per_epoch
 from whisperft.trainer.data.features import FeatureSet
-from whisperft.trainer.deepspeed_config import build_deepspeed_config, resolve_precision, total_steps
+from whisperft.trainer.deepspeed_config import (
+    build_deepspeed_config,
+    resolve_precision,
+    total_steps,
+)
 from whisperft.trainer.evaluation import EvalResult, decode_features, score
 from whisperft.trainer.model_prep import decoder_prefix, prepare_for_training, uses_encoder_cache
 from whisperft.trainer.progress import Progress, sink_from_env
@@ -44,17 +48,23 @@ class Worker:
         ctx = train.get_context()
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
         self.cuda = bool(self.cfg.scaling.use_gpu and torch.cuda.is_available())
-        self.device = torch.device("cuda", torch.cuda.current_device()) if self.cuda else torch.device("cpu")
+        self.device = (
+            torch.device("cuda", torch.cuda.current_device()) if self.cuda else torch.device("cpu")
+        )
         self.precision = resolve_precision(
             self.cfg, cuda=self.cuda, bf16_supported=self.cuda and torch.cuda.is_bf16_supported()
         )
         self.run_dir = Path(job["run_dir"])
         self.train_set = FeatureSet.open(Path(job["train_features"]))
-        self.eval_sets = {name: FeatureSet.open(Path(p)) for name, p in job["eval_features"].items()}
+        self.eval_sets = {
+            name: FeatureSet.open(Path(p)) for name, p in job["eval_features"].items()
+        }
         self.steps = total_steps(self.cfg, n_train=len(self.train_set), world_size=self.world)
-        micro_batches_per_epoch(len(self.train_set), self.world, self.cfg.training.batch_size_per_worker)
+        micro_batches_per_epoch(
+            len(self.train_set), self.world, self.cfg.training.batch_size_per_worker
+        )
         self.sink = sink_from_env() if self.rank == 0 else None
-        self.states = None
+        self.states: Any = None
         self.bar: Any = None
 
     # -- setup -------------------------------------------------------------------
@@ -69,7 +79,9 @@ class Worker:
         random.seed(seed + self.rank)
         model_dir = self.job["model_dir"]
         self.processor = WhisperProcessor.from_pretrained(model_dir)
-        model = WhisperForConditionalGeneration.from_pretrained(model_dir, attn_implementation="sdpa")
+        model = WhisperForConditionalGeneration.from_pretrained(
+            model_dir, attn_implementation="sdpa"
+        )
         self.multilingual = bool(getattr(model.generation_config, "is_multilingual", False))
         self.counts = prepare_for_training(model, self.cfg)
         self.prefix = decoder_prefix(
@@ -80,11 +92,14 @@ class Worker:
             task=self.cfg.model.task,
         )
         ds_config = build_deepspeed_config(
-            self.cfg, world_size=self.world, precision=self.precision, cuda=self.cuda, steps=self.steps
+            self.cfg,
+            world_size=self.world,
+            precision=self.precision,
+            cuda=self.cuda,
+            steps=self.steps,
         )
-        model.to(self.device)
+        model.to(self.device)  # type: ignore[arg-type]
         trained: torch.nn.Module = model
-        self.states: Any = None
         if uses_encoder_cache(self.cfg):
             trained = self._with_encoder_cache(model)
         self.engine, _, _, _ = deepspeed.initialize(
@@ -107,12 +122,19 @@ class Worker:
         from whisperft.trainer import encoder_cache as ec
 
         k = ec.frozen_prefix_layers(model, self.cfg.training.train_top_encoder_layers)
-        out = ec.cache_dir_for(Path(self.job["encoder_cache_root"]), self.job["model_dir"], self.job["train_features"], k)
+        out = ec.cache_dir_for(
+            Path(self.job["encoder_cache_root"]),
+            self.job["model_dir"],
+            self.job["train_features"],
+            k,
+        )
         tic = time.perf_counter()
         ec.build_sharded(model, self.train_set.features, out, k=k, rank=self.rank, world=self.world)
         dist.barrier()
         self.states = ec.CachedStates(out, self.world, len(self.train_set))
-        self.say(f"frozen encoder prefix ({k} layers) cached for {len(self.train_set)} examples in {time.perf_counter() - tic:.0f} s")
+        self.say(
+            f"frozen encoder prefix ({k} layers) cached for {len(self.train_set)} examples in {time.perf_counter() - tic:.0f} s"
+        )
         return ec.TailModel(model, k)
 
     @property
@@ -126,7 +148,11 @@ class Worker:
 
         found = ckpt.latest_good(self.run_dir)
         fresh = ckpt.TrainerState(
-            step=0, micro_step=0, epoch=0, world_size=self.world, total_steps=self.steps,
+            step=0,
+            micro_step=0,
+            epoch=0,
+            world_size=self.world,
+            total_steps=self.steps,
             config=self.cfg.model_dump(mode="json"),
         )
         if found is None:
@@ -148,7 +174,9 @@ class Worker:
             torch.cuda.set_rng_state(rng["cuda"])
         state.total_steps = self.steps
         fp = self.optimizer_fingerprint()
-        state.history.append({"event": "resumed", "step": state.step, "from": path.name, "optim_fingerprint": fp})
+        state.history.append(
+            {"event": "resumed", "step": state.step, "from": path.name, "optim_fingerprint": fp}
+        )
         self.say(f"resumed from {path.name} at step {state.step}/{self.steps}")
         return state
 
@@ -163,7 +191,11 @@ class Worker:
             for key in ("exp_avg", "exp_avg_sq"):
                 if key in st:
                     total += float(st[key].double().sum())
-        return self._mean_across_ranks(total) * self.world if torch.distributed.is_initialized() else total
+        return (
+            self._mean_across_ranks(total) * self.world
+            if torch.distributed.is_initialized()
+            else total
+        )
 
     # -- one optimizer step --------------------------------------------------------
     def train_step(self, state: ckpt.TrainerState) -> float:
@@ -173,11 +205,21 @@ class Worker:
         losses = []
         for _ in range(t.grad_accum):
             pos, idx = micro_batch(
-                len(self.train_set), micro_step=state.micro_step, batch_size=t.batch_size_per_worker,
-                seed=t.seed, rank=self.rank, world_size=self.world,
+                len(self.train_set),
+                micro_step=state.micro_step,
+                batch_size=t.batch_size_per_worker,
+                seed=t.seed,
+                rank=self.rank,
+                world_size=self.world,
             )
             source = self.states if self.states is not None else self.train_set.features
-            b = collate(source, self.train_set.labels, idx, prefix_len=len(self.prefix.ids), pad_id=self.prefix.pad)
+            b = collate(
+                source,
+                self.train_set.labels,
+                idx,
+                prefix_len=len(self.prefix.ids),
+                pad_id=self.prefix.pad,
+            )
             x = torch.from_numpy(b.input_features).to(self.device, self.dtype)
             dec = torch.from_numpy(b.decoder_input_ids).to(self.device)
             lab = torch.from_numpy(b.labels).to(self.device)
@@ -210,8 +252,11 @@ class Worker:
         all_idx = list(range(len(fs)))
         t, m = self.cfg.training, self.cfg.model
         common = dict(
-            multilingual=self.multilingual, language=m.language, task=m.task,
-            batch_size=t.eval_batch_size, max_new_tokens=t.max_new_tokens,
+            multilingual=self.multilingual,
+            language=m.language,
+            task=m.task,
+            batch_size=t.eval_batch_size,
+            max_new_tokens=t.max_new_tokens,
         )
         if self.zero3:
             state_dict = self.engine._zero3_consolidated_16bit_state_dict()  # collective
@@ -219,19 +264,23 @@ class Worker:
             if self.rank == 0:
                 assert self.eval_model is not None
                 self.eval_model.load_state_dict(_whisper_keys(state_dict), strict=False)
-                texts, capped = decode_features(self.eval_model, self.processor, fs.features, all_idx, **common)  # type: ignore[arg-type]
+                texts, capped = decode_features(
+                    self.eval_model, self.processor, fs.features, all_idx, **common
+                )
                 result = [(texts, capped)]
             dist.broadcast_object_list(result, src=0)
             texts, capped = result[0]
         else:
             mine = all_idx[self.rank :: self.world]
-            texts_mine, capped_mine = decode_features(self.whisper, self.processor, fs.features, mine, **common)  # type: ignore[arg-type]
+            texts_mine, capped_mine = decode_features(
+                self.whisper, self.processor, fs.features, mine, **common
+            )
             gathered: list[Any] = [None] * self.world
             dist.all_gather_object(gathered, (mine, texts_mine, capped_mine))
             by_index: dict[int, str] = {}
             capped = 0
             for idx, txts, c in gathered:
-                by_index.update(zip(idx, txts))
+                by_index.update(zip(idx, txts, strict=True))
                 capped += c
             texts = [by_index[i] for i in all_idx]
         ids = [m_.get("id", str(i)) for i, m_ in enumerate(fs.meta)]
@@ -247,17 +296,31 @@ class Worker:
             d = Path(tmp)
             self.engine.save_checkpoint(str(d), tag=ckpt.DS_TAG, save_latest=False)
             rng = {
-                "torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                "torch": torch.get_rng_state(),
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
                 "cuda": torch.cuda.get_rng_state() if self.cuda else None,
             }
             torch.save(rng, d / f"rng_rank{self.rank}.pt")
             fingerprint = self.optimizer_fingerprint()
             if self.rank == 0:
-                (d / ckpt.STATE_FILE).write_text(json.dumps({**json.loads(state.to_json()), "optim_fingerprint": fingerprint}, indent=2))
+                (d / ckpt.STATE_FILE).write_text(
+                    json.dumps(
+                        {**json.loads(state.to_json()), "optim_fingerprint": fingerprint}, indent=2
+                    )
+                )
             ckpt.write_manifest(d, self.rank)
-            train.report(metrics, checkpoint=train.Checkpoint.from_directory(str(d)), checkpoint_dir_name=name)
+            train.report(
+                metrics,
+                checkpoint=train.Checkpoint.from_directory(str(d)),
+                checkpoint_dir_name=name,
+            )
         if self.rank == 0:
-            ckpt.prune(self.run_dir, keep_last=self.cfg.training.keep_checkpoints, best_step=state.best_step)
+            ckpt.prune(
+                self.run_dir,
+                keep_last=self.cfg.training.keep_checkpoints,
+                best_step=state.best_step,
+            )
         return str(self.run_dir / name)
 
     def save_final_model(self, out_dir: Path) -> None:
@@ -268,7 +331,9 @@ class Worker:
         target.mkdir(parents=True, exist_ok=True)
         module = self.whisper
         if state_dict is not None:
-            module.save_pretrained(target, state_dict=_whisper_keys(state_dict), safe_serialization=True)
+            module.save_pretrained(
+                target, state_dict=_whisper_keys(state_dict), safe_serialization=True
+            )
         else:
             module.save_pretrained(target, safe_serialization=True)
         self.processor.save_pretrained(target)
@@ -280,13 +345,19 @@ class Worker:
             return
         self.sink.publish(
             Progress(
-                step=state.step, total_steps=self.steps, epoch=state.micro_step / max(1, self._micro_per_epoch()),
-                baseline_wer=state.baseline_wer, best_wer=state.best_wer, **kw,
+                step=state.step,
+                total_steps=self.steps,
+                epoch=state.micro_step / max(1, self._micro_per_epoch()),
+                baseline_wer=state.baseline_wer,
+                best_wer=state.best_wer,
+                **kw,
             )
         )
 
     def _micro_per_epoch(self) -> int:
-        return micro_batches_per_epoch(len(self.train_set), self.world, self.cfg.training.batch_size_per_worker)
+        return micro_batches_per_epoch(
+            len(self.train_set), self.world, self.cfg.training.batch_size_per_worker
+        )
 
     def say(self, msg: str) -> None:
         if self.rank == 0:
@@ -319,7 +390,9 @@ def train_worker(job: dict[str, Any]) -> None:
         base = w.evaluate("test")
         state.baseline_wer = base.wer
         state.history.append({"step": 0, "split": "test", "wer": base.wer, "capped": base.capped})
-        w.say(f"baseline: test WER {base.wer:.2%} on {base.n} utterances ({base.capped} hit the length cap)")
+        w.say(
+            f"baseline: test WER {base.wer:.2%} on {base.n} utterances ({base.capped} hit the length cap)"
+        )
     w.say(
         f"training {w.counts['trainable'] / 1e6:.1f}M of {w.counts['total'] / 1e6:.1f}M parameters, "
         f"{w.steps} steps, {w.world} workers, ZeRO-{t.deepspeed.stage}, {w.precision}"
@@ -332,39 +405,62 @@ def train_worker(job: dict[str, Any]) -> None:
         step = state.step
         if step % t.log_every == 0 or step == w.steps:
             sps = (state.samples_seen - seen0) / max(time.perf_counter() - tic, 1e-9)
-            state.history.append({"step": step, "loss": loss, "lr": w.engine.get_lr()[0], "samples_per_s": sps})
-            w.say(f"step {step}/{w.steps}  loss {loss:.4f}  lr {w.engine.get_lr()[0]:.2e}  {sps:.2f} samples/s")
+            state.history.append(
+                {"step": step, "loss": loss, "lr": w.engine.get_lr()[0], "samples_per_s": sps}
+            )
+            w.say(
+                f"step {step}/{w.steps}  loss {loss:.4f}  lr {w.engine.get_lr()[0]:.2e}  {sps:.2f} samples/s"
+            )
             w.publish(state, loss=loss, samples_per_second=sps, last_checkpoint=last_ckpt)
         if t.eval_every and step % t.eval_every == 0 and step < w.steps:
             ev = w.evaluate("eval")
-            state.history.append({"step": step, "split": "eval", "wer": ev.wer, "capped": ev.capped})
+            state.history.append(
+                {"step": step, "split": "eval", "wer": ev.wer, "capped": ev.capped}
+            )
             if state.best_wer is None or ev.wer < state.best_wer:
                 state.best_wer, state.best_step = ev.wer, step
-            w.say(f"eval @ step {step}: WER {ev.wer:.2%} (best {state.best_wer:.2%} @ {state.best_step})")
+            w.say(
+                f"eval @ step {step}: WER {ev.wer:.2%} (best {state.best_wer:.2%} @ {state.best_step})"
+            )
             w.publish(state, loss=loss, eval_wer=ev.wer, last_checkpoint=last_ckpt)
         if t.save_every and step % t.save_every == 0 and step < w.steps:
             last_ckpt = w.save(state, {"step": step, "loss": loss, **peak_memory_mb(w.cuda)})
     # Final: eval on the held-out split, final checkpoint, final model.
     dev = w.evaluate("eval")
     final = w.evaluate("test")
-    state.history.append({"step": state.step, "split": "eval", "wer": dev.wer, "capped": dev.capped})
-    state.history.append({"step": state.step, "split": "test", "wer": final.wer, "capped": final.capped})
+    state.history.append(
+        {"step": state.step, "split": "eval", "wer": dev.wer, "capped": dev.capped}
+    )
+    state.history.append(
+        {"step": state.step, "split": "test", "wer": final.wer, "capped": final.capped}
+    )
     if state.best_wer is None or dev.wer <= state.best_wer:
         state.best_wer, state.best_step = dev.wer, state.step
-    w.say(f"final: test WER {state.baseline_wer or 0:.2%} -> {final.wer:.2%} ({final.capped} capped)")
+    w.say(
+        f"final: test WER {state.baseline_wer or 0:.2%} -> {final.wer:.2%} ({final.capped} capped)"
+    )
     out_dir = Path(job["output_dir"])
     w.save_final_model(out_dir)
     elapsed = time.perf_counter() - tic
     metrics = {
-        "step": state.step, "loss": loss, "wer_before": state.baseline_wer, "wer_after": final.wer,
-        "eval_wer": dev.wer, "best_wer": state.best_wer, "best_step": state.best_step,
+        "step": state.step,
+        "loss": loss,
+        "wer_before": state.baseline_wer,
+        "wer_after": final.wer,
+        "eval_wer": dev.wer,
+        "best_wer": state.best_wer,
+        "best_step": state.best_step,
         "samples_per_s": (state.samples_seen - seen0) / max(elapsed, 1e-9),
-        "capped_after": final.capped, **peak_memory_mb(w.cuda),
+        "capped_after": final.capped,
+        **peak_memory_mb(w.cuda),
     }
     if w.rank == 0:
         (out_dir / "hypotheses.json").write_text(
             json.dumps(
-                [{"id": i, "reference": r, "hypothesis": h} for i, r, h in zip(final.ids, final.references, final.hypotheses)],
+                [
+                    {"id": i, "reference": r, "hypothesis": h}
+                    for i, r, h in zip(final.ids, final.references, final.hypotheses, strict=False)
+                ],
                 indent=1,
             )
         )

@@ -18,7 +18,13 @@ from typing import Any
 
 from whisperft.trainer import checkpoint as ckpt
 from whisperft.trainer.config import TrainConfig
-from whisperft.trainer.data.features import FeatureSet, build_feature_set, cache_key, label_ids, source_fingerprint
+from whisperft.trainer.data.features import (
+    FeatureSet,
+    build_feature_set,
+    cache_key,
+    label_ids,
+    source_fingerprint,
+)
 from whisperft.trainer.model_prep import Prefix, decoder_prefix
 
 log = logging.getLogger("whisperft.trainer")
@@ -48,7 +54,11 @@ def prepare_data(cfg: TrainConfig, *, progress: bool = True) -> Prepared:
     gen = GenerationConfig.from_pretrained(model_dir)
     multilingual = bool(getattr(gen, "is_multilingual", False))
     prefix = decoder_prefix(
-        processor.tokenizer, gen, multilingual=multilingual, language=cfg.model.language, task=cfg.model.task
+        processor.tokenizer,
+        gen,
+        multilingual=multilingual,
+        language=cfg.model.language,
+        task=cfg.model.task,
     )
     d = cfg.data
     data_path = resolve_data_path(d.path)
@@ -62,27 +72,49 @@ def prepare_data(cfg: TrainConfig, *, progress: bool = True) -> Prepared:
         return label_ids(processor.tokenizer, prefix.ids, prefix.eot, sentence)
 
     splits: dict[str, FeatureSet] = {}
-    wanted = {"train": (d.train_split, d.max_train_examples), "eval": (d.eval_split, d.max_eval_examples),
-              "test": (d.test_split, d.max_eval_examples)}
+    wanted = {
+        "train": (d.train_split, d.max_train_examples),
+        "eval": (d.eval_split, d.max_eval_examples),
+        "test": (d.test_split, d.max_eval_examples),
+    }
     for role, (split, limit) in wanted.items():
         key = cache_key(
             {
-                "source": str(data_path.resolve()), "format": d.format, "split": split,
-                "fingerprint": source_fingerprint(data_path, split), "limit": limit,
-                "min_s": d.min_duration_s, "max_s": d.max_duration_s, "max_tokens": d.max_label_tokens,
-                "prefix": list(prefix.ids), "features": fe.to_dict(), "vocab": len(processor.tokenizer),
+                "source": str(data_path.resolve()),
+                "format": d.format,
+                "split": split,
+                "fingerprint": source_fingerprint(data_path, split),
+                "limit": limit,
+                "min_s": d.min_duration_s,
+                "max_s": d.max_duration_s,
+                "max_tokens": d.max_label_tokens,
+                "prefix": list(prefix.ids),
+                "features": fe.to_dict(),
+                "vocab": len(processor.tokenizer),
             }
         )
         skipped: Counter[str] = Counter()
         examples = iter_split(
-            d.format, data_path, split, skipped=skipped, min_duration_s=d.min_duration_s,
-            max_duration_s=d.max_duration_s, label_length=lambda s: len(labels_for(s)),
-            max_label_tokens=d.max_label_tokens, limit=limit,
+            d.format,
+            data_path,
+            split,
+            skipped=skipped,
+            min_duration_s=d.min_duration_s,
+            max_duration_s=d.max_duration_s,
+            label_length=lambda s: len(labels_for(s)),
+            max_label_tokens=d.max_label_tokens,
+            limit=limit,
         )
         bar = _bar(f"features {role} ({split})") if progress else None
         splits[role] = build_feature_set(
-            cache_root=features_root, key=key, examples=examples, skipped=skipped, extract=extract,
-            labels_for=labels_for, progress=bar, description=f"{data_path} [{split}]",
+            cache_root=features_root,
+            key=key,
+            examples=examples,
+            skipped=skipped,
+            extract=extract,
+            labels_for=labels_for,
+            progress=bar,
+            description=f"{data_path} [{split}]",
         )
     return Prepared(model_dir=model_dir, prefix=prefix, splits=splits, features_root=features_root)
 
@@ -93,7 +125,9 @@ def _bar(desc: str) -> Any:
     return lambda it: tqdm(it, desc=desc, unit="clip", leave=False)
 
 
-def run(cfg: TrainConfig, *, ray_address: str | None = None, progress: bool = True) -> dict[str, Any]:
+def run(
+    cfg: TrainConfig, *, ray_address: str | None = None, progress: bool = True
+) -> dict[str, Any]:
     """Fine-tune per ``cfg``; returns (and writes) the results dict."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -131,7 +165,10 @@ def run(cfg: TrainConfig, *, ray_address: str | None = None, progress: bool = Tr
         "config": cfg.model_dump(mode="json"),
         "model_dir": str(prep.model_dir),
         "train_features": str(prep.splits["train"].path),
-        "eval_features": {"eval": str(prep.splits["eval"].path), "test": str(prep.splits["test"].path)},
+        "eval_features": {
+            "eval": str(prep.splits["eval"].path),
+            "test": str(prep.splits["test"].path),
+        },
         "run_dir": str(run_dir),
         "encoder_cache_root": str(prep.features_root),
         "output_dir": str(out_dir),
@@ -142,7 +179,10 @@ def run(cfg: TrainConfig, *, ray_address: str | None = None, progress: bool = Tr
         scaling_config=ScalingConfig(
             num_workers=s.workers,
             use_gpu=s.use_gpu,
-            resources_per_worker={"CPU": s.cpus_per_worker, **({"GPU": s.gpus_per_worker} if s.use_gpu else {})},
+            resources_per_worker={
+                "CPU": s.cpus_per_worker,
+                **({"GPU": s.gpus_per_worker} if s.use_gpu else {}),
+            },
         ),
         torch_config=TorchConfig(backend="nccl" if s.use_gpu else "gloo"),
         run_config=RunConfig(
@@ -162,7 +202,12 @@ def run(cfg: TrainConfig, *, ray_address: str | None = None, progress: bool = Tr
         "config": cfg.model_dump(mode="json"),
         "model_source": str(prep.model_dir),
         "data": {
-            role: {"path": str(fs.path), "n": len(fs), "audio_s": round(fs.total_audio_s, 1), "skipped": fs.skipped}
+            role: {
+                "path": str(fs.path),
+                "n": len(fs),
+                "audio_s": round(fs.total_audio_s, 1),
+                "skipped": fs.skipped,
+            }
             for role, fs in prep.splits.items()
         },
         "steps": metrics.get("step"),
@@ -182,6 +227,8 @@ def run(cfg: TrainConfig, *, ray_address: str | None = None, progress: bool = Tr
         "history": state.history if state else [],
     }
     if state and state.history:
-        results["plot"] = str(plot_history(state.history, out_dir / "training.png", title=cfg.run.name))
+        results["plot"] = str(
+            plot_history(state.history, out_dir / "training.png", title=cfg.run.name)
+        )
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     return results

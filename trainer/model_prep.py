@@ -17,7 +17,9 @@ class Prefix:
     pad: int
 
 
-def decoder_prefix(tokenizer: Any, generation_config: Any, *, multilingual: bool, language: str | None, task: str) -> Prefix:
+def decoder_prefix(
+    tokenizer: Any, generation_config: Any, *, multilingual: bool, language: str | None, task: str
+) -> Prefix:
     """``<|startoftranscript|> [<|lang|> <|task|>] <|notimestamps|>`` as ids.
 
     Ids come from the generation config, never from hard-coded numbers, because
@@ -33,7 +35,9 @@ def decoder_prefix(tokenizer: Any, generation_config: Any, *, multilingual: bool
         key = language if language.startswith("<|") else f"<|{language}|>"
         if key not in lang_to_id:
             known = ", ".join(sorted(k.strip("<|>") for k in lang_to_id)[:20])
-            raise ValueError(f"language {language!r} is not one this model knows (e.g. {known}, ...)")
+            raise ValueError(
+                f"language {language!r} is not one this model knows (e.g. {known}, ...)"
+            )
         ids.append(int(lang_to_id[key]))
         ids.append(int(gc.task_to_id[task]))
     ids.append(int(gc.no_timestamps_token_id))

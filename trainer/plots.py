@@ -20,11 +20,11 @@ def plot_history(history: Sequence[dict[str, Any]], out: Path, *, title: str = "
             wers.setdefault(h["split"], []).append((h["step"], 100.0 * h["wer"]))
     fig, (ax_loss, ax_wer) = plt.subplots(1, 2, figsize=(11, 4))
     if losses:
-        ax_loss.plot(*zip(*losses), marker=".", color="tab:blue")
+        ax_loss.plot(*zip(*losses, strict=False), marker=".", color="tab:blue")
     ax_loss.set(xlabel="step", ylabel="training loss", title="loss")
     ax_loss.grid(alpha=0.3)
     for split, points in sorted(wers.items()):
-        ax_wer.plot(*zip(*points), marker="o", label=f"{split} split")
+        ax_wer.plot(*zip(*points, strict=False), marker="o", label=f"{split} split")
     ax_wer.set(xlabel="step", ylabel="WER (%)", title="word error rate")
     ax_wer.set_ylim(bottom=0)
     ax_wer.grid(alpha=0.3)

@@ -41,7 +41,7 @@ class Progress:
             "baselineWer": _round(self.baseline_wer),
             "bestWer": _round(self.best_wer),
             "samplesPerSecond": _round(self.samples_per_second),
-            "updatedAt": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "updatedAt": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         patch: dict[str, Any] = {"progress": {k: v for k, v in progress.items() if v is not None}}
         if self.last_checkpoint:
@@ -80,7 +80,12 @@ class StatusSink:
     def publish(self, progress: Progress) -> None:
         try:
             self._api.patch_namespaced_custom_object_status(
-                names.GROUP, names.VERSION, self.namespace, names.PLURAL, self.name, progress.status_patch()
+                names.GROUP,
+                names.VERSION,
+                self.namespace,
+                names.PLURAL,
+                self.name,
+                progress.status_patch(),
             )
         except Exception as exc:  # best effort: never stop training for a status update
             log.warning("could not publish progress to %s/%s: %s", self.namespace, self.name, exc)

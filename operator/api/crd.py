@@ -14,11 +14,11 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel
+
+from whisperft import names
 from whisperft.operator.api.base import cel
 from whisperft.operator.api.spec import NAME_MAX_LENGTH, WhisperFineTuneSpec
 from whisperft.operator.api.status import WhisperFineTuneStatus
-
-from whisperft import names
 
 # Relative to the repository root; `whisperft crd --write` keeps both current.
 CRD_FILES = (

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import ConfigDict, Field, ValidationError
+
 from whisperft.operator.api.base import ApiModel
 from whisperft.operator.api.spec import NAME_MAX_LENGTH, WhisperFineTuneSpec
 from whisperft.operator.api.status import WhisperFineTuneStatus

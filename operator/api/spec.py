@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
+
 from whisperft.operator.api.base import (
     DNS_LABEL_PATTERN,
     DNS_SUBDOMAIN_PATTERN,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pydantic import Field
+
 from whisperft.operator.api.base import ApiModel
 from whisperft.operator.api.phase import ConditionStatus, ConditionType, Phase
 

@@ -6,10 +6,9 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from whisperft import names
 from whisperft.operator import metrics
 from whisperft.operator.settings import Settings, load_settings
-
-from whisperft import names
 
 RESOURCE = (names.GROUP, names.VERSION, names.PLURAL)
 

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import kopf
+
 from whisperft.operator import reconcile
 from whisperft.operator.handlers.common import RESOURCE, counted, settings
 

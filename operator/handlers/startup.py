@@ -6,10 +6,10 @@ import logging
 from typing import Any
 
 import kopf
-from whisperft.operator import kube, metrics
-from whisperft.operator.handlers.common import settings
 
 from whisperft import names
+from whisperft.operator import kube, metrics
+from whisperft.operator.handlers.common import settings
 
 
 @kopf.on.startup()

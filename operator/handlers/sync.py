@@ -6,10 +6,10 @@ import logging
 from typing import Any
 
 import kopf
-from whisperft.operator import reconcile
-from whisperft.operator.handlers.common import RESOURCE, counted, settings
 
 from whisperft import names
+from whisperft.operator import reconcile
+from whisperft.operator.handlers.common import RESOURCE, counted, settings
 
 
 @kopf.index("ray.io", "v1", "rayjobs", labels={names.LABEL_MANAGED_BY: names.MANAGED_BY})

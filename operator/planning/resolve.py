@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kubernetes.utils.quantity import parse_quantity
+
 from whisperft.operator.api.phase import Reason
 from whisperft.operator.api.spec import WhisperFineTuneSpec
 from whisperft.operator.planning.memory import Plan, PlanInput, plan_memory

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from whisperft import names
 from whisperft.operator.render.meta import Meta, config_map_name, object_meta
 from whisperft.trainer.config import TrainConfig
-
-from whisperft import names
 
 
 def render_config_map(config: TrainConfig, meta: Meta, attempt: int) -> dict[str, Any]:

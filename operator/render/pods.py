@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from whisperft import names
 from whisperft.operator.api.spec import WhisperFineTuneSpec
 from whisperft.operator.planning.resolve import PodSize, Resolution
 from whisperft.operator.render.meta import Meta, config_map_name, labels, trainer_account_name
 from whisperft.operator.render.security import container_security_context, pod_security_context
 from whisperft.operator.render.storage import claim_name
 from whisperft.operator.settings import Settings
-
-from whisperft import names
 
 HF_HOME = f"{names.CHECKPOINT_MOUNT_DIR}/.cache/huggingface"
 ENV_ATTEMPT = "WHISPERFT_ATTEMPT"

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from whisperft import names
 from whisperft.operator.api.spec import WhisperFineTuneSpec
 from whisperft.operator.planning.resolve import Resolution
 from whisperft.operator.render.meta import KUEUE_QUEUE_LABEL, Meta, object_meta, rayjob_name
 from whisperft.operator.render.pods import head_template, submitter_template, worker_template
 from whisperft.operator.settings import Settings
-
-from whisperft import names
 
 RAY_API_VERSION = "ray.io/v1"
 ENTRYPOINT = (

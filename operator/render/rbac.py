@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from whisperft.operator.render.meta import Meta, object_meta, trainer_account_name
-
 from whisperft import names
+from whisperft.operator.render.meta import Meta, object_meta, trainer_account_name
 
 
 def render_trainer_rbac(meta: Meta) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from whisperft import names
 from whisperft.operator.api.spec import WhisperFineTuneSpec
 from whisperft.operator.planning.memory import Plan
 from whisperft.operator.render.meta import Meta, output_dir
@@ -17,8 +18,6 @@ from whisperft.trainer.config import (
     TrainConfig,
     TrainingConfig,
 )
-
-from whisperft import names
 
 CACHE_DIR = f"{names.CHECKPOINT_MOUNT_DIR}/.cache"
 

@@ -16,6 +16,7 @@ from e2e_harness.kube import Kube, condition, owned_by, phase
 from e2e_harness.nodes import GPU_RESOURCE, pool
 from e2e_harness.operator_proc import OperatorProcess
 from e2e_harness.resources import dump, finetune
+
 from whisperft.operator.render.meta import checkpoint_claim_name, config_map_name, rayjob_name
 
 pytestmark = [pytest.mark.e2e]

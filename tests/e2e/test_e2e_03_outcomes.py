@@ -16,14 +16,14 @@ from e2e_harness.cluster import ControlPlane
 from e2e_harness.kube import Kube, condition, phase
 from e2e_harness.operator_proc import OperatorProcess
 from e2e_harness.resources import dump, finetune
+
+from whisperft import names
 from whisperft.operator.render.meta import (
     checkpoint_claim_name,
     checkpoint_path,
     config_map_name,
     rayjob_name,
 )
-
-from whisperft import names
 
 pytestmark = [pytest.mark.e2e]
 

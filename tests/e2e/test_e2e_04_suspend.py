@@ -12,9 +12,9 @@ from e2e_harness.kube import Kube, phase
 from e2e_harness.nodes import GPU_RESOURCE
 from e2e_harness.operator_proc import OperatorProcess
 from e2e_harness.resources import dump, finetune
-from whisperft.operator.render.meta import rayjob_name
 
 from whisperft import names
+from whisperft.operator.render.meta import rayjob_name
 
 pytestmark = [pytest.mark.e2e]
 

@@ -12,9 +12,9 @@ from e2e_harness.cluster import ControlPlane
 from e2e_harness.kube import Kube
 from e2e_harness.operator_proc import OperatorProcess
 from e2e_harness.resources import dump, finetune
-from whisperft.operator.render.meta import checkpoint_claim_name, rayjob_name
 
 from whisperft import names
+from whisperft.operator.render.meta import checkpoint_claim_name, rayjob_name
 
 pytestmark = [pytest.mark.e2e]
 

@@ -14,6 +14,7 @@ from e2e_harness.cluster import ControlPlane
 from e2e_harness.kube import Kube, condition, phase
 from e2e_harness.operator_proc import UNKNOWN_ACCELERATOR, OperatorProcess
 from e2e_harness.resources import dump, finetune
+
 from whisperft.operator.render.meta import rayjob_name
 
 pytestmark = [pytest.mark.e2e]

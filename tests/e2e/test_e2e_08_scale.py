@@ -10,15 +10,15 @@ number measures the operator, not 400 fake pods competing for two cores.
 from __future__ import annotations
 
 import json
-import tempfile
-from pathlib import Path
 import os
 import platform
 import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,9 +27,9 @@ from e2e_harness.kube import Kube
 from e2e_harness.operator_proc import OperatorProcess
 from e2e_harness.resources import dump, finetune
 from kubernetes import client, watch
-from whisperft.operator.render.meta import rayjob_name
 
 from whisperft import names
+from whisperft.operator.render.meta import rayjob_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -130,7 +130,7 @@ def test_200_resources_each_get_a_rayjob(
         "apply_s": round(applied_s, 2),
         "all_rayjobs_s": round(total_s, 2),
         "operator_peak_rss_mib": round(peak[0] / 2**20, 1),
-        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         # Other jobs share the machine; the load says how busy it was.
         "machine": {
             "cpus": os.cpu_count(),
@@ -142,7 +142,11 @@ def test_200_resources_each_get_a_rayjob(
             "peak RSS = VmHWM of the operator process (`whisperft operator run`, out of cluster)"
         ),
     }
-    out = COMMITTED_RESULTS if os.environ.get(RESULTS_ENV) == "1" else Path(tempfile.gettempdir()) / "whisperft-e2e_scale.json"
+    out = (
+        COMMITTED_RESULTS
+        if os.environ.get(RESULTS_ENV) == "1"
+        else Path(tempfile.gettempdir()) / "whisperft-e2e_scale.json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"scale results: {out}")

@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+
+from whisperft.cli import main
 from whisperft.trainer.data import SplitData, read_split
 from whisperft.trainer.metrics import wer
 from whisperft.trainer.model import LoadedModel
 from whisperft.trainer.transcribe import transcribe
-
-from whisperft.cli import main
 
 pytestmark = pytest.mark.integration
 

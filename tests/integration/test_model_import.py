@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from whisperft.trainer.model import LoadedModel, resolve_model_dir
 from whisperft.trainer.model.ct2_format import read_ct2_model
 from whisperft.trainer.model.ct2_import import REPORT_FILE
@@ -159,6 +160,7 @@ def test_float32_export_converts_to_the_same_weights_and_int8_is_refused(
     import shutil
 
     import torch
+
     from whisperft.trainer.model import ModelError, load_model
     from whisperft.trainer.model.ct2_format import write_ct2_model
 

@@ -45,7 +45,11 @@ def write_config(tmp: Path, name: str, **training: Any) -> Path:
             **training,
         },
         "scaling": {"workers": 2, "max_failures": 2},
-        "run": {"name": name, "storage_path": str(tmp / "store"), "output_dir": str(tmp / "out" / name)},
+        "run": {
+            "name": name,
+            "storage_path": str(tmp / "store"),
+            "output_dir": str(tmp / "out" / name),
+        },
     }
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -53,8 +57,23 @@ def write_config(tmp: Path, name: str, **training: Any) -> Path:
 
 
 def train(config: Path, *extra: str, timeout: float = 800) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "whisperft", "train", "--config", str(config), "--no-progress", *extra]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "whisperft",
+        "train",
+        "--config",
+        str(config),
+        "--no-progress",
+        *extra,
+    ]
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     if proc.returncode != 0:
         print(proc.stdout[-5000:], proc.stderr[-8000:])
     return proc
@@ -92,7 +111,13 @@ def test_short_run_zero3_end_to_end(tmp_path: Path) -> None:
 
     loaded = load_model(str(out / "model"))
     data = read_split("commonvoice", "bundled:en", "test", limit=2)
-    texts = transcribe(loaded.model, loaded.processor, [e.audio for e in data.examples], language=None, batch_size=2).texts
+    texts = transcribe(
+        loaded.model,
+        loaded.processor,
+        [e.audio for e in data.examples],
+        language=None,
+        batch_size=2,
+    ).texts
     assert len(texts) == 2 and all(t.strip() for t in texts)
     assert "WER" in proc.stdout and "-> " in proc.stdout
 
@@ -106,7 +131,10 @@ def test_restart_resumes_at_saved_step_with_same_optimizer_state(tmp_path: Path)
     first = train(write_config(tmp_path, "rs", max_steps=4, save_every=2))
     assert first.returncode == 0
     run_dir = tmp_path / "store" / "rs"
-    saved = {ckpt.step_of(p): json.loads((p / ckpt.STATE_FILE).read_text()) for p in ckpt.list_checkpoints(run_dir)}
+    saved = {
+        ckpt.step_of(p): json.loads((p / ckpt.STATE_FILE).read_text())
+        for p in ckpt.list_checkpoints(run_dir)
+    }
     assert sorted(saved) == [2, 4]
     # damage the newest checkpoint: a truncated optimizer shard
     shard = next((run_dir / ckpt.dir_name(4) / ckpt.DS_TAG).glob("*optim_states.pt"))
@@ -138,7 +166,9 @@ def test_killed_worker_resumes_from_last_checkpoint(tmp_path: Path) -> None:
     run_dir = tmp_path / "store" / "ft"
     cmd = [sys.executable, "-m", "whisperft", "train", "--config", str(cfg), "--no-progress"]
     log = (tmp_path / "ft.log").open("w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
     killed_after: int | None = None
     deadline = time.monotonic() + 600
     try:

@@ -14,7 +14,15 @@ def make(run: Path, step: int, world: int = 2, *, best: float | None = None) -> 
         (d / "ds").mkdir(parents=True, exist_ok=True)
         (d / "ds" / f"shard{rank}.pt").write_bytes(b"x" * (10 + rank))
         if rank == 0:
-            st = ckpt.TrainerState(step=step, micro_step=step, epoch=0, world_size=world, total_steps=100, config={}, best_wer=best)
+            st = ckpt.TrainerState(
+                step=step,
+                micro_step=step,
+                epoch=0,
+                world_size=world,
+                total_steps=100,
+                config={},
+                best_wer=best,
+            )
             (d / ckpt.STATE_FILE).write_text(st.to_json())
         # each rank's manifest lists only its own files
         files = {f"ds/shard{rank}.pt": 10 + rank}
@@ -38,7 +46,9 @@ def test_complete_checkpoint_is_resumable(tmp_path: Path) -> None:
     assert path == d and state.step == 10
 
 
-def test_truncated_latest_falls_back_with_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_truncated_latest_falls_back_with_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     make(tmp_path, 10)
     bad = make(tmp_path, 20)
     (bad / "ds" / "shard1.pt").write_bytes(b"x")  # truncated

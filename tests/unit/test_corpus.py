@@ -11,6 +11,7 @@ from types import ModuleType
 
 import pytest
 import soundfile as sf
+
 from whisperft.trainer.data import SAMPLE_RATE, corpus_root, read_split, resolve_data_path
 from whisperft.trainer.data.commonvoice import COLUMNS
 

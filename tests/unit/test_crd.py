@@ -10,10 +10,10 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from whisperft.operator.api.crd import CRD_FILES, build_crd, crd_yaml
-from whisperft.operator.api.resource import SpecError, parse_spec
 
 from whisperft import names
+from whisperft.operator.api.crd import CRD_FILES, build_crd, crd_yaml
+from whisperft.operator.api.resource import SpecError, parse_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kuberay_crd import to_json_schema

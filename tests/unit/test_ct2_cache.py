@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from whisperft.trainer.model import ModelError, resolve_model_dir, sources
 from whisperft.trainer.model.ct2_import import REPORT_FILE, CT2Source
 

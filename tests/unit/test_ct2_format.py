@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from whisperft.trainer.model import ModelError
 from whisperft.trainer.model.ct2_format import (
     CT2FormatError,

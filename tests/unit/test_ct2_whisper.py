@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from whisperft.trainer.model import ModelError
 from whisperft.trainer.model.ct2_format import CT2Model
 from whisperft.trainer.model.ct2_whisper import map_whisper

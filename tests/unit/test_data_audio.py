@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+
 from whisperft.trainer.data import SAMPLE_RATE, DataError, decode_bytes, load_audio, to_mono_16k
 
 pytestmark = pytest.mark.unit

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+
 from whisperft.trainer.data import SAMPLE_RATE, DataError, read_split
 
 pytestmark = pytest.mark.unit

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+
 from whisperft.trainer.data import SAMPLE_RATE, DataError, iter_split, read_split
 
 pytestmark = pytest.mark.unit

@@ -1,7 +1,11 @@
 import pytest
 
 from whisperft.trainer.config import TrainConfig
-from whisperft.trainer.deepspeed_config import build_deepspeed_config, resolve_precision, total_steps
+from whisperft.trainer.deepspeed_config import (
+    build_deepspeed_config,
+    resolve_precision,
+    total_steps,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -11,7 +15,13 @@ def cfg(**training: object) -> TrainConfig:
 
 
 def test_batch_arithmetic_and_cpu_optimizer() -> None:
-    c = build_deepspeed_config(cfg(batch_size_per_worker=4, grad_accum=3), world_size=2, precision="fp32", cuda=False, steps=100)
+    c = build_deepspeed_config(
+        cfg(batch_size_per_worker=4, grad_accum=3),
+        world_size=2,
+        precision="fp32",
+        cuda=False,
+        steps=100,
+    )
     assert c["train_batch_size"] == 24
     assert c["train_micro_batch_size_per_gpu"] == 4 and c["gradient_accumulation_steps"] == 3
     assert c["optimizer"]["params"]["torch_adam"] is True  # FusedAdam needs CUDA
@@ -22,7 +32,10 @@ def test_batch_arithmetic_and_cpu_optimizer() -> None:
 def test_gpu_offload_and_stage3() -> None:
     c = build_deepspeed_config(
         cfg(deepspeed={"stage": 3, "offload_optimizer": True, "offload_params": True}),
-        world_size=8, precision="bf16", cuda=True, steps=100,
+        world_size=8,
+        precision="bf16",
+        cuda=True,
+        steps=100,
     )
     z = c["zero_optimization"]
     assert z["offload_optimizer"]["device"] == "cpu" and z["offload_param"]["device"] == "cpu"
@@ -31,19 +44,43 @@ def test_gpu_offload_and_stage3() -> None:
     assert "torch_adam" not in c["optimizer"]["params"]  # DeepSpeedCPUAdam on GPU hosts
 
 
-@pytest.mark.parametrize("schedule, kind", [("linear", "WarmupDecayLR"), ("cosine", "WarmupCosineLR"), ("constant", "WarmupLR")])
+@pytest.mark.parametrize(
+    "schedule, kind",
+    [("linear", "WarmupDecayLR"), ("cosine", "WarmupCosineLR"), ("constant", "WarmupLR")],
+)
 def test_schedules(schedule: str, kind: str) -> None:
-    c = build_deepspeed_config(cfg(lr_schedule=schedule, warmup_steps=500), world_size=1, precision="fp32", cuda=False, steps=50)
+    c = build_deepspeed_config(
+        cfg(lr_schedule=schedule, warmup_steps=500),
+        world_size=1,
+        precision="fp32",
+        cuda=False,
+        steps=50,
+    )
     assert c["scheduler"]["type"] == kind
     assert c["scheduler"]["params"]["warmup_num_steps"] == 49  # clamped below the run length
 
 
 def test_overrides_merge_last() -> None:
     c = build_deepspeed_config(
-        cfg(deepspeed={"stage": 1, "overrides": {"zero_optimization": {"reduce_bucket_size": 123}, "wall_clock_breakdown": True}}),
-        world_size=1, precision="fp32", cuda=False, steps=10,
+        cfg(
+            deepspeed={
+                "stage": 1,
+                "overrides": {
+                    "zero_optimization": {"reduce_bucket_size": 123},
+                    "wall_clock_breakdown": True,
+                },
+            }
+        ),
+        world_size=1,
+        precision="fp32",
+        cuda=False,
+        steps=10,
     )
-    assert c["zero_optimization"] == {**c["zero_optimization"], "stage": 1, "reduce_bucket_size": 123}
+    assert c["zero_optimization"] == {
+        **c["zero_optimization"],
+        "stage": 1,
+        "reduce_bucket_size": 123,
+    }
     assert c["wall_clock_breakdown"] is True
 
 

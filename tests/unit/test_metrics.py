@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from whisperft.trainer.metrics import normalizer_for, wer
 
 pytestmark = pytest.mark.unit

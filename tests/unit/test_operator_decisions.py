@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from whisperft.operator.decisions import (
     changed_paths,
     deferred_changes,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from whisperft.operator.settings import ENV_SETTINGS_FILE, SettingsError, load_settings
 
 pytestmark = pytest.mark.unit

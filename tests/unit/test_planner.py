@@ -4,6 +4,7 @@ activation bounds, and the auto choice / refusal before any GPU is allocated."""
 from __future__ import annotations
 
 import pytest
+
 from whisperft.operator.planning.memory import (
     GIB,
     PlanInput,

@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 import yaml
+
+from whisperft import names
 from whisperft.operator.api.resource import parse_resource
 from whisperft.operator.render.bundle import Rendered, render_attempt
 from whisperft.operator.render.meta import Meta
 from whisperft.operator.render.output import to_yaml
 from whisperft.operator.settings import Settings
 from whisperft.trainer.config import TrainConfig
-
-from whisperft import names
 
 pytestmark = pytest.mark.unit
 

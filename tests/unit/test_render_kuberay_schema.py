@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from whisperft.operator.api.resource import parse_resource
 from whisperft.operator.render.bundle import render_attempt
 from whisperft.operator.render.meta import Meta

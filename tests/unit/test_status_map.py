@@ -4,6 +4,7 @@ KubeRay can report, including the pairs that disagree."""
 from __future__ import annotations
 
 import pytest
+
 from whisperft.operator.api.phase import Phase
 from whisperft.operator.status_map import (
     DEPLOYMENT_STATUSES,

@@ -22,9 +22,15 @@ def test_defaults_round_trip(tmp_path: Path) -> None:
         ({"training": {"max_steps": 0}}, "training.max_steps"),
         ({"training": {"max_steps": 5, "learning_rate": -1}}, "training.learning_rate"),
         ({"training": {"max_steps": 5, "deepspeed": {"stage": 5}}}, "training.deepspeed.stage"),
-        ({"training": {"max_steps": 5, "deepspeed": {"stage": 2, "offload_params": True}}}, "offload_params needs ZeRO stage 3"),
+        (
+            {"training": {"max_steps": 5, "deepspeed": {"stage": 2, "offload_params": True}}},
+            "offload_params needs ZeRO stage 3",
+        ),
         ({"data": {"format": "wav"}}, "data.format"),
-        ({"data": {"min_duration_s": 10, "max_duration_s": 5}}, "min_duration_s (10.0) must be below"),
+        (
+            {"data": {"min_duration_s": 10, "max_duration_s": 5}},
+            "min_duration_s (10.0) must be below",
+        ),
         ({"data": {"max_duration_s": 31}}, "data.max_duration_s"),
         ({"scaling": {"workers": 0}}, "scaling.workers"),
         ({"run": {"name": "../escape"}}, "run.name"),
@@ -67,10 +73,16 @@ def test_overrides(tmp_path: Path) -> None:
 
 def test_demo_config_is_valid() -> None:
     c = TrainConfig.load(Path(__file__).parents[2] / "examples" / "demo.yaml")
-    assert c.scaling.workers == 2 and c.training.deepspeed.stage == 2 and c.model.name == "bundled:tiny.en"
+    assert (
+        c.scaling.workers == 2
+        and c.training.deepspeed.stage == 2
+        and c.model.name == "bundled:tiny.en"
+    )
 
 
-def test_cli_refuses_bad_config_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_refuses_bad_config_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from whisperft.cli import main
 
     bad = tmp_path / "bad.yaml"

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import soxr
+
 from whisperft.trainer.data.errors import DataError
 
 SAMPLE_RATE = 16_000

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from whisperft.trainer.data import audiofolder
 from whisperft.trainer.data.columns import (
     AUDIO_COLUMNS,

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+
 from whisperft.trainer.model.errors import ModelError
 
 MAX_BINARY_VERSION = 6

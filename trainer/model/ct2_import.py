@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from whisperft.trainer.model.ct2_format import CT2Model, read_ct2_model
 from whisperft.trainer.model.ct2_tokenizer import (
     build_generation_config,

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from whisperft.trainer.model.ct2_format import CT2Model
 from whisperft.trainer.model.errors import ModelError
 
