@@ -379,6 +379,17 @@ def peak_memory_mb(cuda: bool) -> dict[str, float]:
     return out
 
 
+def _progress_bar(w: Worker, done: int) -> Any:
+    """A bar the local driver draws (Ray forwards it from rank 0's process)."""
+    if w.rank != 0:
+        return None
+    from ray.experimental.tqdm_ray import tqdm
+
+    bar = tqdm(desc="training", total=w.steps, unit="step")
+    bar.update(done)
+    return bar
+
+
 def train_worker(job: dict[str, Any]) -> None:
     """Entry point for ``TorchTrainer(train_loop_per_worker=...)``."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -400,9 +411,12 @@ def train_worker(job: dict[str, Any]) -> None:
     last_ckpt: str | None = None
     tic, seen0 = time.perf_counter(), state.samples_seen
     loss = float("nan")
+    bar = _progress_bar(w, state.step) if job.get("progress") else None
     while state.step < w.steps:
         loss = w.train_step(state)
         step = state.step
+        if bar is not None:
+            bar.update(1)
         if step % t.log_every == 0 or step == w.steps:
             sps = (state.samples_seen - seen0) / max(time.perf_counter() - tic, 1e-9)
             state.history.append(
@@ -425,6 +439,8 @@ def train_worker(job: dict[str, Any]) -> None:
             w.publish(state, loss=loss, eval_wer=ev.wer, last_checkpoint=last_ckpt)
         if t.save_every and step % t.save_every == 0 and step < w.steps:
             last_ckpt = w.save(state, {"step": step, "loss": loss, **peak_memory_mb(w.cuda)})
+    if bar is not None:
+        bar.close()
     # Final: eval on the held-out split, final checkpoint, final model.
     dev = w.evaluate("eval")
     final = w.evaluate("test")

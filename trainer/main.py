@@ -172,6 +172,7 @@ def run(
         "run_dir": str(run_dir),
         "encoder_cache_root": str(prep.features_root),
         "output_dir": str(out_dir),
+        "progress": progress,
     }
     trainer = TorchTrainer(
         train_worker,
