@@ -252,7 +252,6 @@ class Worker:
         all_idx = list(range(len(fs)))
         t, m = self.cfg.training, self.cfg.model
         common = dict(
-            multilingual=self.multilingual,
             language=m.language,
             task=m.task,
             batch_size=t.eval_batch_size,

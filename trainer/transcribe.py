@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,10 +47,44 @@ def transcribe(
     runs with ``synced_gpus`` (transformers turns it on under ZeRO-3), so every
     rank must call this with the same number of batches.
     """
-    import torch
-
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
+
+    def batches() -> Iterator[Any]:
+        for start in range(0, len(audios), batch_size):
+            batch = [np.asarray(a, dtype=np.float32) for a in audios[start : start + batch_size]]
+            yield processor.feature_extractor(
+                batch, sampling_rate=SAMPLING_RATE, return_tensors="pt"
+            ).input_features
+
+    def report(done: int) -> None:
+        if progress:
+            print(f"transcribed {done}/{len(audios)}", file=sys.stderr, flush=True)
+
+    return generate_texts(
+        model,
+        processor,
+        batches(),
+        language=language,
+        task=task,
+        max_new_tokens=max_new_tokens,
+        on_batch=report,
+    )
+
+
+def generate_texts(
+    model: Any,
+    processor: Any,
+    feature_batches: Iterable[Any],
+    *,
+    language: str | None,
+    task: str,
+    max_new_tokens: int,
+    on_batch: Callable[[int], None] | None = None,
+) -> Transcription:
+    """Greedy-decode batches of log-mel features (torch tensors, B x mels x frames)."""
+    import torch
+
     param = next(model.parameters())
     kwargs = generate_kwargs(model, language, task, max_new_tokens)
     eos = model.generation_config.eos_token_id
@@ -61,13 +95,7 @@ def transcribe(
     model.eval()
     try:
         with torch.inference_mode():
-            for start in range(0, len(audios), batch_size):
-                batch = [
-                    np.asarray(a, dtype=np.float32) for a in audios[start : start + batch_size]
-                ]
-                features = processor.feature_extractor(
-                    batch, sampling_rate=SAMPLING_RATE, return_tensors="pt"
-                ).input_features
+            for features in feature_batches:
                 out = model.generate(
                     input_features=features.to(param.device, param.dtype), **kwargs
                 )
@@ -82,8 +110,8 @@ def transcribe(
                     t.strip()
                     for t in processor.tokenizer.batch_decode(sequences, skip_special_tokens=True)
                 )
-                if progress:
-                    print(f"transcribed {len(texts)}/{len(audios)}", file=sys.stderr, flush=True)
+                if on_batch is not None:
+                    on_batch(len(texts))
     finally:
         model.train(was_training)
     return Transcription(texts=texts, capped=capped)
