@@ -41,8 +41,12 @@ $(STAMP): $(VENV)/.deps-ok pyproject.toml
 	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e .
 	mkdir -p .make && rm -f .make/installed-* && touch $@
 
+# Another checkout (a CI clone) may have taken the shared venv's editable
+# install since this tree's stamp was written: point it back here if so.
 install: $(STAMP) ## create the environment and install everything (idempotent)
-	@SECONDS=0; echo "environment ready: $(VENV)"
+	@$(PY) -c 'import pathlib, sys, whisperft; sys.exit(pathlib.Path(whisperft.__file__).resolve().parent != pathlib.Path("whisperft").resolve())' \
+	  || { echo "==> re-pointing the editable install at $(CURDIR)"; $(VENV)/bin/pip install -q --no-deps --no-build-isolation -e .; }
+	@echo "environment ready: $(VENV)"
 
 demo: install ## fine-tune bundled tiny.en on the bundled corpus, local Ray, 2 workers, ZeRO-2, CPU
 	$(VENV)/bin/whisperft train --config examples/demo.yaml

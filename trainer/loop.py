@@ -291,6 +291,11 @@ class Worker:
         from ray import train
 
         name = ckpt.dir_name(state.step)
+        existing = self.run_dir / name
+        if existing.is_dir() and ckpt.problem(existing) is None:
+            # A finished run started again: its final checkpoint already holds this step.
+            train.report(metrics)
+            return str(existing)
         with tempfile.TemporaryDirectory(prefix="whisperft-ckpt-") as tmp:
             d = Path(tmp)
             self.engine.save_checkpoint(str(d), tag=ckpt.DS_TAG, save_latest=False)

@@ -125,6 +125,19 @@ def _bar(desc: str) -> Any:
     return lambda it: tqdm(it, desc=desc, unit="clip", leave=False)
 
 
+def quiet_local_workers() -> None:
+    """Ray worker setup hook for local mode, where no dashboard runs.
+
+    Ray Train's placement-group cleaner asks the state API (served by the
+    dashboard) once a second whether the controller lives and warns on every
+    failure. Locally the whole Ray instance dies with the driver, so the
+    cleaner has nothing to do and its warnings are noise.
+    """
+    logging.getLogger(
+        "ray.train.v2._internal.execution.controller.placement_group_cleaner"
+    ).setLevel(logging.ERROR)
+
+
 def run(
     cfg: TrainConfig, *, ray_address: str | None = None, progress: bool = True
 ) -> dict[str, Any]:
@@ -158,7 +171,10 @@ def run(
             ray.init(
                 num_cpus=max(int(s.workers * s.cpus_per_worker), 1) + 1,
                 include_dashboard=False,
-                runtime_env={"env_vars": env},
+                runtime_env={
+                    "env_vars": env,
+                    "worker_process_setup_hook": "whisperft.trainer.main.quiet_local_workers",
+                },
                 logging_level=logging.WARNING,
             )
     job = {

@@ -148,6 +148,13 @@ def test_restart_resumes_at_saved_step_with_same_optimizer_state(tmp_path: Path)
     assert [e["step"] for e in events] == [2]
     assert events[0]["optim_fingerprint"] == pytest.approx(saved[2]["optim_fingerprint"], rel=1e-9)
     assert saved[2]["optim_fingerprint"] != 0.0
+    # A finished run started again (a retry after KubeRay reported a failure late)
+    # resumes at its last step, trains nothing and still reports its results.
+    third = train(write_config(tmp_path, "rs", max_steps=6, save_every=2))
+    assert third.returncode == 0
+    assert [e["step"] for e in resumed_events(state_of(run_dir))] == [2]
+    assert "resumed from checkpoint_step_00000006 at step 6/6" in third.stdout + third.stderr
+    assert json.loads((tmp_path / "out" / "rs" / "results.json").read_text())["steps"] == 6
 
 
 def _train_workers() -> list[psutil.Process]:
