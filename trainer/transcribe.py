@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +18,37 @@ SAMPLING_RATE = 16_000
 class Transcription:
     texts: list[str]
     capped: int  # decodes that hit max_new_tokens (looping) instead of ending with <|endoftext|>
+
+
+# transformers warns on every Whisper ``generate`` call about things that do not
+# apply here: Whisper's own generate passes suppress tokens beside the config,
+# the imported config's max_length (448, the decoder's limit) sits beside our
+# max_new_tokens, and the decoder needs no attention mask for 30 s
+# fixed-length features. Only these are dropped; every other warning shows.
+_BENIGN_GENERATE_WARNINGS = (
+    "Passing `generation_config` together with generation-related arguments",
+    "seem to have been set. `max_new_tokens` will take precedence",
+    "The attention mask is not set with a batched input",
+)
+
+
+class _DropBenign(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not any(known in msg for known in _BENIGN_GENERATE_WARNINGS)
+
+
+@contextmanager
+def _quiet_generate() -> Iterator[None]:
+    handlers = logging.getLogger("transformers").handlers
+    flt = _DropBenign()
+    for h in handlers:
+        h.addFilter(flt)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(flt)
 
 
 def generate_kwargs(
@@ -94,7 +127,7 @@ def generate_texts(
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), _quiet_generate():
             for features in feature_batches:
                 out = model.generate(
                     input_features=features.to(param.device, param.dtype), **kwargs
