@@ -40,22 +40,13 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+# The reader defines the layout; the generator writes exactly what it reads.
+from whisperft.trainer.data.commonvoice import COLUMNS
+
 REPO = Path(__file__).resolve().parent.parent
 TEXT_DIR = Path(__file__).resolve().parent / "corpus_text"
 DEFAULT_OUT = REPO / "trainer" / "corpus"
 
-COLUMNS = [
-    "client_id",
-    "path",
-    "sentence",
-    "up_votes",
-    "down_votes",
-    "age",
-    "gender",
-    "accents",
-    "locale",
-    "segment",
-]
 SPLITS = ("train", "dev", "test")
 CLIP_RATE = 48_000  # Common Voice clips are 48 kHz mono MP3
 # libsndfile maps compression level to LAME's bitrate; 0.99 gives 32 kbit/s CBR,

@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from whisperft.validation import describe_errors
+
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 ZeroStage = Literal[0, 1, 2, 3]
 DataFormat = Literal["commonvoice", "hf", "manifest"]
@@ -192,7 +194,7 @@ class TrainConfig(_Strict):
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            raise ConfigError(_describe(exc, source)) from None
+            raise ConfigError(describe_errors(exc, source)) from None
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
@@ -214,11 +216,3 @@ class TrainConfig(_Strict):
 
     def dump(self, path: str | Path) -> None:
         Path(path).write_text(self.to_yaml(), encoding="utf-8")
-
-
-def _describe(exc: ValidationError, source: str) -> str:
-    lines = [f"{source}: {exc.error_count()} invalid value(s):"]
-    for err in exc.errors():
-        where = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        lines.append(f"  - {where}: {err['msg']}")
-    return "\n".join(lines)

@@ -10,6 +10,7 @@ from pydantic import ConfigDict, Field, ValidationError
 from whisperft.operator.api.base import ApiModel
 from whisperft.operator.api.spec import NAME_MAX_LENGTH, WhisperFineTuneSpec
 from whisperft.operator.api.status import WhisperFineTuneStatus
+from whisperft.validation import describe_errors
 
 # DNS-1035: KubeRay makes Services from the RayJob name, which starts with ours.
 NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
@@ -36,14 +37,6 @@ class WhisperFineTune(ApiModel):
     metadata: ObjectMeta
     spec: WhisperFineTuneSpec
     status: WhisperFineTuneStatus | None = None
-
-
-def describe_errors(exc: ValidationError, source: str) -> str:
-    lines = [f"{source}: {exc.error_count()} invalid value(s):"]
-    for err in exc.errors():
-        where = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        lines.append(f"  - {where}: {err['msg']}")
-    return "\n".join(lines)
 
 
 def parse_spec(raw: Any, *, source: str = "spec") -> WhisperFineTuneSpec:
