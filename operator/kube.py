@@ -89,14 +89,33 @@ def create_or_get(manifest: dict[str, Any], field_manager: str) -> bool:
         if exc.status != 409:
             raise
     existing = kind.read(name=md["name"], namespace=md["namespace"], _request_timeout=TIMEOUT)
-    wanted = {r["uid"] for r in md.get("ownerReferences", [])}
-    have = _owner_uids(existing)
-    if wanted and have and not (wanted & have):
-        raise OwnershipConflict(
-            f"{manifest['kind']} {md['namespace']}/{md['name']} exists and is controlled by another owner "
-            f"(uid {', '.join(sorted(have))}); delete it or rename the WhisperFineTune"
-        )
+    problem = ownership_problem(manifest, _owner_uids(existing))
+    if problem:
+        raise OwnershipConflict(problem)
     return False
+
+
+def ownership_problem(manifest: dict[str, Any], existing_controllers: set[str]) -> str | None:
+    """Why an object already under `manifest`'s name is not ours to adopt, or None.
+
+    A child we would own must already be controlled by the same owner: an
+    object nobody controls (made by hand, or kept from an earlier resource of
+    the same name) is not silently taken over. A manifest without an owner (a
+    kept checkpoint claim) reuses what is there.
+    """
+    md = manifest["metadata"]
+    wanted = {r["uid"] for r in md.get("ownerReferences", [])}
+    if not wanted or wanted & existing_controllers:
+        return None
+    who = (
+        f"controlled by another owner (uid {', '.join(sorted(existing_controllers))})"
+        if existing_controllers
+        else "not controlled by this WhisperFineTune"
+    )
+    return (
+        f"{manifest['kind']} {md['namespace']}/{md['name']} exists and is {who}; "
+        "delete it or rename the WhisperFineTune"
+    )
 
 
 def get_rayjob(namespace: str, name: str) -> dict[str, Any] | None:

@@ -202,9 +202,21 @@ def start_attempt(
     return True
 
 
+def _count_finished(body: Body) -> bool:
+    """True for a Succeeded/Failed resource, which is then only counted in the phase gauge
+    (a restarted operator meets finished resources without a transition)."""
+    phase = (body.get("status") or {}).get("phase")
+    if phase not in (Phase.SUCCEEDED.value, Phase.FAILED.value):
+        return False
+    uid = body.get("metadata", {}).get("uid")
+    if uid:
+        metrics.observe_phase(uid, Phase(phase))
+    return True
+
+
 def on_create(body: Body, patch: kopf.Patch, settings: Settings, logger: Logger) -> None:
     status = body.get("status") or {}
-    if status.get("phase") in (Phase.SUCCEEDED.value, Phase.FAILED.value):
+    if _count_finished(body):
         return  # finished runs get no new children, even after an operator restart
     start_attempt(body, patch, settings, int(status.get("attempt") or 1), logger)
 
@@ -222,11 +234,10 @@ def sync(
 ) -> None:
     """Map the current attempt's RayJob onto our status; retry or fail a failed attempt."""
     status = body.get("status") or {}
-    phase = status.get("phase")
     text = progress_text(status.get("progress"))
     if text and text != status.get("progressText"):
         patch.status["progressText"] = text
-    if phase in (Phase.SUCCEEDED.value, Phase.FAILED.value) or not status.get("rayJobName"):
+    if _count_finished(body) or not status.get("rayJobName"):
         return
     spec = body.get("spec") or {}
     meta = Meta.from_body(body)

@@ -106,9 +106,16 @@ def run_command(args: argparse.Namespace) -> int:
     if args.dry_run:
         sys.stdout.write(cfg.to_yaml())
         return 0
+    from whisperft.trainer.data.errors import DataError
     from whisperft.trainer.main import run
+    from whisperft.trainer.model.errors import ModelError
 
-    results = run(cfg, ray_address=args.ray_address, progress=not args.no_progress)
+    try:
+        results = run(cfg, ray_address=args.ray_address, progress=not args.no_progress)
+    except (DataError, ModelError) as exc:
+        # Bad input found before any worker starts: the message names it.
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     before, after = results.get("wer_before"), results.get("wer_after")
     print()
     if before is not None and after is not None:

@@ -68,9 +68,17 @@ class TailModel(nn.Module):
 
 
 def cache_dir_for(root: Path, model_dir: str, features_path: str, k: int) -> Path:
-    key = hashlib.sha256(json.dumps([str(model_dir), str(features_path), k]).encode()).hexdigest()[
-        :16
-    ]
+    """Keyed by the model's files (name, size, mtime), not only its path: a model
+    directory overwritten in place (a re-imported export on a claim) must not
+    reuse states computed from the old weights."""
+    files = sorted(
+        (p.name, p.stat().st_size, p.stat().st_mtime_ns)
+        for p in Path(model_dir).iterdir()
+        if p.is_file()
+    )
+    key = hashlib.sha256(
+        json.dumps([str(model_dir), files, str(features_path), k]).encode()
+    ).hexdigest()[:16]
     return root / f"encoder-{key}"
 
 

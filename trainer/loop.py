@@ -202,6 +202,9 @@ class Worker:
         import torch
 
         t = self.cfg.training
+        # from_pretrained returns eval mode and evaluation may leave it there;
+        # dropout, SpecAugment and gradient checkpointing act only in train mode.
+        self.engine.train()
         losses = []
         for _ in range(t.grad_accum):
             pos, idx = micro_batch(
@@ -262,7 +265,7 @@ class Worker:
             result: list[Any] = [None]
             if self.rank == 0:
                 assert self.eval_model is not None
-                self.eval_model.load_state_dict(_whisper_keys(state_dict), strict=False)
+                _load_consolidated(self.eval_model, state_dict)
                 texts, capped = decode_features(
                     self.eval_model, self.processor, fs.features, all_idx, **common
                 )
@@ -373,6 +376,17 @@ def _whisper_keys(state_dict: dict[str, Any]) -> dict[str, Any]:
     return {k.removeprefix("whisper."): v.float() for k, v in state_dict.items()}
 
 
+def _load_consolidated(model: Any, state_dict: dict[str, Any]) -> None:
+    """Load ZeRO-3's consolidated weights; only the tied output projection may be absent."""
+    result = model.load_state_dict(_whisper_keys(state_dict), strict=False)
+    missing = set(result.missing_keys) - {"proj_out.weight"}
+    if missing or result.unexpected_keys:
+        raise RuntimeError(
+            f"consolidated ZeRO-3 weights do not match the model: missing {sorted(missing)[:5]}, "
+            f"unexpected {sorted(result.unexpected_keys)[:5]}"
+        )
+
+
 def peak_memory_mb(cuda: bool) -> dict[str, float]:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     out = {"peak_rss_mb": round(rss, 1)}
@@ -424,7 +438,13 @@ def train_worker(job: dict[str, Any]) -> None:
         if step % t.log_every == 0 or step == w.steps:
             sps = (state.samples_seen - seen0) / max(time.perf_counter() - tic, 1e-9)
             state.history.append(
-                {"step": step, "loss": loss, "lr": w.engine.get_lr()[0], "samples_per_s": sps}
+                {
+                    "step": step,
+                    "loss": loss,
+                    "lr": w.engine.get_lr()[0],
+                    "samples_per_s": sps,
+                    "train_mode": w.engine.module.training,
+                }
             )
             w.say(
                 f"step {step}/{w.steps}  loss {loss:.4f}  lr {w.engine.get_lr()[0]:.2e}  {sps:.2f} samples/s"

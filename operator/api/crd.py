@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from whisperft import names
 from whisperft.operator.api.base import cel
-from whisperft.operator.api.spec import NAME_MAX_LENGTH, WhisperFineTuneSpec
+from whisperft.operator.api.spec import NAME_MAX_LENGTH, NAME_PATTERN, WhisperFineTuneSpec
 from whisperft.operator.api.status import WhisperFineTuneStatus
 
 # Relative to the repository root; `whisperft crd --write` keeps both current.
@@ -75,6 +75,11 @@ ROOT_RULES = [
     cel(
         f"self.metadata.name.size() <= {NAME_MAX_LENGTH}",
         f"metadata.name must be at most {NAME_MAX_LENGTH} characters (the RayJob name adds '-<attempt>' and KubeRay allows 47)",
+    ),
+    cel(
+        f"self.metadata.name.matches('{NAME_PATTERN}')",
+        "metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting "
+        "with a letter): KubeRay names Services after the RayJob, whose name starts with it",
     ),
 ]
 

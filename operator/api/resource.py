@@ -8,12 +8,9 @@ import yaml
 from pydantic import ConfigDict, Field, ValidationError
 
 from whisperft.operator.api.base import ApiModel
-from whisperft.operator.api.spec import NAME_MAX_LENGTH, WhisperFineTuneSpec
+from whisperft.operator.api.spec import NAME_MAX_LENGTH, NAME_PATTERN, WhisperFineTuneSpec
 from whisperft.operator.api.status import WhisperFineTuneStatus
 from whisperft.validation import describe_errors
-
-# DNS-1035: KubeRay makes Services from the RayJob name, which starts with ours.
-NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
 
 class SpecError(ValueError):

@@ -32,6 +32,8 @@ from whisperft.trainer.config import (
 
 MAX_RESTARTS_LIMIT = 100  # keeps `<name>-<attempt>` inside KubeRay's 47-character RayJob name
 NAME_MAX_LENGTH = 40
+# DNS-1035: KubeRay makes Services from the RayJob name, which starts with ours.
+NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
 
 class ModelSpec(ApiModel):

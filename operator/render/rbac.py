@@ -27,7 +27,7 @@ def render_trainer_rbac(meta: Meta) -> list[dict[str, Any]]:
                     "apiGroups": [names.GROUP],
                     "resources": [f"{names.PLURAL}/status"],
                     "resourceNames": [meta.name],
-                    "verbs": ["get", "patch"],
+                    "verbs": ["patch"],  # StatusSink only merge-patches
                 }
             ],
         },

@@ -226,9 +226,6 @@ def test_helm_install_then_operator_runs_with_the_charts_rbac(
         ("get", "roles.rbac.authorization.k8s.io"), ("get", "rolebindings.rbac.authorization.k8s.io"),
         # Fallback read when the RayJob is not (yet) in the watch's index.
         ("get", "rayjobs.ray.io"),
-        # Held only so the operator may grant it to each fine-tune's trainer Role
-        # (RBAC lets nobody grant what they do not hold).
-        ("get", "whisperfinetunes.whisperft.io/status"),
         # Checked by the OwnerReferencesPermissionEnforcement admission plugin when
         # children set blockOwnerDeletion: an authorization check, not a request.
         ("update", "whisperfinetunes.whisperft.io/finalizers"),

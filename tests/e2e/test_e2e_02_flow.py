@@ -17,6 +17,7 @@ from e2e_harness.nodes import GPU_RESOURCE, pool
 from e2e_harness.operator_proc import OperatorProcess
 from e2e_harness.resources import dump, finetune
 
+from whisperft import names
 from whisperft.operator.render.meta import checkpoint_claim_name, config_map_name, rayjob_name
 
 pytestmark = [pytest.mark.e2e]
@@ -39,7 +40,7 @@ def test_apply_example_runs_on_the_l4_pool(
     namespace: str,
     operator_factory: Callable[..., OperatorProcess],
 ) -> None:
-    operator_factory("flow", [namespace])
+    op = operator_factory("flow", [namespace])
     name = "minimal"
     cluster.kubectl(
         "apply", "-n", namespace, "-f", "-", input=dump(finetune(name, resources={"workers": 2}))
@@ -108,6 +109,22 @@ def test_apply_example_runs_on_the_l4_pool(
     assert (condition(wft, "Running") or {}).get("status") == "True"
     printed = cluster.kubectl("get", "wft", name, "-n", namespace).stdout
     assert "Running" in printed, printed
+
+    # Kopf's bookkeeping lives under our group, never under kopf.zalando.org.
+    md = wft["metadata"]
+    assert md.get("finalizers") == [f"{names.GROUP}/finalizer"]
+    assert any(k.startswith(f"{names.GROUP}/") for k in md.get("annotations", {}))
+    assert not [k for k in md.get("annotations", {}) if "kopf.zalando.org" in k]
+
+    # Prometheus metrics reflect what just happened.
+    def scraped() -> str | None:
+        text = op.metrics()
+        return text if 'whisperft_finetunes{phase="Running"} 1.0' in text else None
+
+    text = kube.wait("the phase gauge to count it Running", scraped, timeout=30)
+    assert "whisperft_attempts_started_total 1.0" in text, text
+    assert 'whisperft_phase_transitions_total{phase="Running"} 1.0' in text, text
+    assert "whisperft_reconciles_total{" in text
 
 
 def test_accelerator_without_nodes_is_not_scheduled_elsewhere(

@@ -7,14 +7,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import yaml
 from e2e_harness.cluster import ControlPlane
-from e2e_harness.kube import Kube, phase
+from e2e_harness.kube import Kube, condition, phase
 from e2e_harness.nodes import GPU_RESOURCE
 from e2e_harness.operator_proc import OperatorProcess
 from e2e_harness.resources import dump, finetune
 
 from whisperft import names
-from whisperft.operator.render.meta import rayjob_name
+from whisperft.operator.render.meta import config_map_name, rayjob_name
 
 pytestmark = [pytest.mark.e2e]
 
@@ -84,3 +85,59 @@ def test_suspend_frees_gpus_and_resume_runs_again(
     assert obj is not None and obj["status"]["rayJobName"] == job, (
         "resume must continue the same attempt"
     )
+
+
+def test_spec_change_while_running_is_reported_then_applied_on_resume(
+    cluster: ControlPlane,
+    kube: Kube,
+    namespace: str,
+    operator_factory: Callable[..., OperatorProcess],
+) -> None:
+    """A change a running attempt cannot take is never silently ignored: it is
+    named in UpdatePending, and suspend + resume applies it as a new attempt
+    on the same checkpoint claim."""
+    operator_factory("spec-change", [namespace])
+    name = "retuned"
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=dump(finetune(name)))
+    _wait_phase(kube, namespace, name, "Running", timeout=120)
+    first = kube.wft(namespace, name)
+    assert first is not None
+    old_lr = first["spec"]["training"]["learningRate"]
+    new_lr = old_lr / 2
+
+    kube.patch_wft(namespace, name, {"spec": {"training": {"learningRate": new_lr}}})
+
+    def pending() -> dict[str, Any] | None:
+        cond = condition(kube.wft(namespace, name), "UpdatePending")
+        return cond if cond and cond["status"] == "True" else None
+
+    cond = kube.wait("UpdatePending=True", pending, timeout=60)
+    assert "training.learningRate" in cond["message"], cond
+    assert "UpdatePending" in [e["reason"] for e in kube.events(namespace, name)]
+    # the running attempt keeps its config; nothing was restarted behind the user's back
+    obj = kube.wft(namespace, name)
+    assert obj is not None and obj["status"]["rayJobName"] == rayjob_name(name, 1)
+    config_1 = kube.get("configmap", namespace, config_map_name(name, 1))
+    assert config_1 is not None
+    assert yaml.safe_load(config_1["data"][names.CONFIG_FILE_NAME])["training"][
+        "learning_rate"
+    ] == pytest.approx(old_lr)
+
+    kube.patch_wft(namespace, name, {"spec": {"suspend": True}})
+    _wait_phase(kube, namespace, name, "Suspended")
+    kube.patch_wft(namespace, name, {"spec": {"suspend": False}})
+    job_2 = rayjob_name(name, 2)
+    kube.wait(f"RayJob {job_2}", lambda: kube.rayjob(namespace, job_2), timeout=60)
+    config_2 = kube.get("configmap", namespace, config_map_name(name, 2))
+    assert config_2 is not None
+    cfg_2 = yaml.safe_load(config_2["data"][names.CONFIG_FILE_NAME])
+    assert cfg_2["training"]["learning_rate"] == pytest.approx(new_lr)
+    cfg_1 = yaml.safe_load(config_1["data"][names.CONFIG_FILE_NAME])
+    assert cfg_2["run"] == cfg_1["run"], "the new attempt must resume the same run"
+    kube.wait(
+        "attempt 1's RayJob deleted", lambda: kube.rayjob(namespace, rayjob_name(name, 1)) is None
+    )
+    _wait_phase(kube, namespace, name, "Running", timeout=120)
+    obj = kube.wft(namespace, name)
+    assert obj is not None and obj["status"]["attempt"] == 2
+    assert (condition(obj, "UpdatePending") or {}).get("status") != "True"

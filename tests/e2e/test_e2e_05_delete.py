@@ -1,6 +1,7 @@
 """Scenario 5: deleting a WhisperFineTune -> the controller-manager's garbage
 collector removes every child the operator made (and KubeRay's cluster and
-pods below them); a claim the user brought survives."""
+pods below them); a claim the user brought survives, and so does a generated
+claim the spec asked to keep."""
 
 from __future__ import annotations
 
@@ -48,9 +49,11 @@ def test_delete_collects_children_but_keeps_the_users_claim(
     generated = finetune("generated")
     brought = finetune("brought")
     brought["spec"]["checkpoints"] = {"claimName": "my-checkpoints"}
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=dump(generated, brought))
+    kept = finetune("kept")
+    kept["spec"]["checkpoints"]["keepClaim"] = True
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=dump(generated, brought, kept))
 
-    for name in ("generated", "brought"):
+    for name in ("generated", "brought", "kept"):
         cluster_name = kube.wait(
             f"{name}: RayCluster named",
             partial(kube.rayjob_cluster, namespace, rayjob_name(name, 1)),
@@ -74,14 +77,20 @@ def test_delete_collects_children_but_keeps_the_users_claim(
         f"{o['kind']}/{o['metadata']['name']}"
         for o in everything
         if {r["uid"] for r in o["metadata"].get("ownerReferences") or []} & uids
-        or o["metadata"].get("labels", {}).get(names.LABEL_FINETUNE) in ("generated", "brought")
+        or o["metadata"].get("labels", {}).get(names.LABEL_FINETUNE)
+        in ("generated", "brought", "kept")
     }
+    kept_claim = kube.get("pvc", namespace, checkpoint_claim_name("kept"))
+    assert kept_claim is not None and not kept_claim["metadata"].get("ownerReferences")
+    made.discard(f"PersistentVolumeClaim/{checkpoint_claim_name('kept')}")  # stays, by request
     kinds = {m.split("/")[0] for m in made}
     assert {"RayJob", "ConfigMap", "PersistentVolumeClaim"} <= kinds, made
     assert "PersistentVolumeClaim/my-checkpoints" not in made
     print("children to be collected:", sorted(made))
 
-    cluster.kubectl("delete", "wft", "generated", "brought", "-n", namespace, "--wait=false")
+    cluster.kubectl(
+        "delete", "wft", "generated", "brought", "kept", "-n", namespace, "--wait=false"
+    )  # fmt: skip
     kube.wait("both resources gone", lambda: not kube.items("wft", namespace), timeout=60)
 
     def leftovers() -> list[str]:
@@ -104,4 +113,8 @@ def test_delete_collects_children_but_keeps_the_users_claim(
     claim = kube.get("pvc", namespace, "my-checkpoints")
     assert claim is not None and not claim["metadata"].get("deletionTimestamp"), (
         "the user's claim was deleted"
+    )
+    kept_claim = kube.get("pvc", namespace, checkpoint_claim_name("kept"))
+    assert kept_claim is not None and not kept_claim["metadata"].get("deletionTimestamp"), (
+        "keepClaim: true, but the generated claim was deleted"
     )

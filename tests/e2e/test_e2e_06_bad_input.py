@@ -13,7 +13,7 @@ import pytest
 from e2e_harness.cluster import ControlPlane
 from e2e_harness.kube import Kube, condition, phase
 from e2e_harness.operator_proc import UNKNOWN_ACCELERATOR, OperatorProcess
-from e2e_harness.resources import dump, finetune
+from e2e_harness.resources import EXAMPLES, dump, finetune
 
 from whisperft.operator.render.meta import rayjob_name
 
@@ -33,6 +33,13 @@ def _spec(**kw: Any) -> Callable[[dict[str, Any]], None]:
                 node.pop(leaf, None)
             else:
                 node[leaf] = value
+
+    return apply
+
+
+def _name(name: str) -> Callable[[dict[str, Any]], None]:
+    def apply(doc: dict[str, Any]) -> None:
+        doc["metadata"]["name"] = name
 
     return apply
 
@@ -62,6 +69,10 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("unknown-field", _spec(training__lr=0.1), "spec.training.lr"),
     ("inline-token", _spec(hfToken="hf_abcdefghijklmnop"), "spec.hfToken"),
     ("inline-secret-in-ref", _spec(hfTokenSecretRef={"name": "hf", "value": "hf_abcdefghijklmnop"}), "spec.hfTokenSecretRef.value"),
+    ("keep-claim-you-bring", _spec(checkpoints__size=None, checkpoints__claimName="mine", checkpoints__keepClaim=True), "spec.checkpoints.keepClaim"),
+    ("offload-optimizer-stage-0", _spec(training__deepspeed={"mode": "explicit", "stage": 0, "offloadOptimizer": True}), "spec.training.deepspeed.offloadOptimizer"),
+    ("name-too-long", _name("bad-" + "x" * 40), "metadata.name must be at most 40"),
+    ("name-with-dots", _name("bad-a.b"), "metadata.name must be a DNS-1035 label"),
 ]  # fmt: skip
 
 
@@ -85,6 +96,20 @@ def test_invalid_resources_are_refused_naming_the_field(
     assert not problems, "\n".join(problems)
     assert kube.items("wft", namespace) == []
     assert "bad-" not in op.log(), "a refused resource reached the operator"
+
+
+def test_every_shipped_example_passes_the_api_servers_validation(
+    cluster: ControlPlane, namespace: str, wft_crd: Any
+) -> None:
+    """The CEL rules run only in the API server, so the examples are checked there."""
+    examples = sorted(EXAMPLES.glob("*.yaml"))
+    assert len(examples) >= 4
+    for path in examples:
+        out = cluster.kubectl(
+            "apply", "--dry-run=server", "-n", namespace, "-f", str(path), check=False
+        )
+        assert out.returncode == 0, f"{path.name}: {out.stderr}"
+        assert "(server dry run)" in out.stdout
 
 
 def test_immutable_fields_cannot_change(

@@ -90,8 +90,21 @@ def resumed_events(state: ckpt.TrainerState) -> list[dict[str, Any]]:
 
 
 def test_short_run_zero3_end_to_end(tmp_path: Path) -> None:
-    """ZeRO-3 covers the hard case: eval with generate needs consolidated weights."""
-    cfg = write_config(tmp_path, "z3", stage=3, freeze_encoder=False, max_steps=2, save_every=1)
+    """ZeRO-3 covers the hard case: eval with generate needs consolidated weights.
+
+    Gradient checkpointing and SpecAugment are on, which act only while the
+    model is in train mode (from_pretrained and evaluation leave it in eval).
+    """
+    cfg = write_config(
+        tmp_path,
+        "z3",
+        stage=3,
+        freeze_encoder=False,
+        max_steps=2,
+        save_every=1,
+        gradient_checkpointing=True,
+        spec_augment=True,
+    )
     proc = train(cfg)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / "out" / "z3"
@@ -120,6 +133,17 @@ def test_short_run_zero3_end_to_end(tmp_path: Path) -> None:
     ).texts
     assert len(texts) == 2 and all(t.strip() for t in texts)
     assert "WER" in proc.stdout and "-> " in proc.stdout
+    logged = [h for h in results["history"] if "loss" in h]
+    assert [h["step"] for h in logged] == [1, 2]
+    assert all(h["train_mode"] is True for h in logged)
+    # the saved model is the trained one, not the starting weights
+    import torch
+
+    base = load_model("bundled:tiny.en").model.state_dict()
+    tuned = loaded.model.state_dict()
+    moved = [k for k in base if not torch.equal(base[k], tuned[k])]
+    assert any(k.startswith("model.decoder.") for k in moved)
+    assert any(k.startswith("model.encoder.layers.0.") for k in moved)  # encoder not frozen
 
 
 def test_restart_resumes_at_saved_step_with_same_optimizer_state(tmp_path: Path) -> None:
@@ -200,3 +224,19 @@ def test_killed_worker_resumes_from_last_checkpoint(tmp_path: Path) -> None:
     # killed just after checkpoint 4 was complete: resuming from it (or a later
     # one) redoes fewer steps than the checkpoint interval
     assert events[0]["step"] >= killed_after
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("data.path=/nonexistent/corpus", "/nonexistent/corpus"),
+        ("model.name=ct2:/nonexistent/export", "/nonexistent/export"),
+    ],
+)
+def test_bad_model_or_data_is_one_clear_error(tmp_path: Path, override: str, named: str) -> None:
+    """Found by the driver before Ray starts: exit 2, the path named, no traceback."""
+    proc = train(write_config(tmp_path, "bad"), "--set", override, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and named in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "store" / "bad").exists()

@@ -21,7 +21,7 @@ Rule = tuple[str, str, tuple[str, ...], tuple[str, ...]]  # group, resource, ver
 # exactly these rights).
 OPERATOR_RULES: set[Rule] = {
     ("whisperft.io", "whisperfinetunes", ("list", "patch", "watch"), ()),
-    ("whisperft.io", "whisperfinetunes/status", ("get", "patch"), ()),
+    ("whisperft.io", "whisperfinetunes/status", ("patch",), ()),
     ("whisperft.io", "whisperfinetunes/finalizers", ("update",), ()),
     ("ray.io", "rayjobs", ("create", "delete", "get", "list", "patch", "watch"), ()),
     ("", "configmaps", ("create", "get"), ()),
@@ -32,8 +32,8 @@ OPERATOR_RULES: set[Rule] = {
     ("", "events", ("create",), ()),
 }
 # What the operator itself grants each fine-tune's training pods (it can only
-# create a Role whose rights it holds): get + patch on that resource's status.
-TRAINER_RULES: set[Rule] = {("whisperft.io", "whisperfinetunes/status", ("get", "patch"), ())}
+# create a Role whose rights it holds): patch on that resource's status.
+TRAINER_RULES: set[Rule] = {("whisperft.io", "whisperfinetunes/status", ("patch",), ())}
 RBAC_KINDS = {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
 
 

@@ -16,12 +16,11 @@ fixed set of watched namespaces needs). Nothing on pods or secrets.
 - apiGroups: ["whisperft.io"]
   resources: ["whisperfinetunes"]
   verbs: ["list", "watch", "patch"]
-# Phase, conditions, attempt, child names. `get` is needed too because the
-# operator creates each fine-tune's trainer Role with get + patch on it, and
-# RBAC only lets it grant rights it holds.
+# Phase, conditions, attempt, child names; also the one right each
+# fine-tune's trainer Role grants (RBAC lets nobody grant what they do not hold).
 - apiGroups: ["whisperft.io"]
   resources: ["whisperfinetunes/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 # Children carry ownerReferences with blockOwnerDeletion, which the
 # OwnerReferencesPermissionEnforcement admission plugin only allows with this.
 - apiGroups: ["whisperft.io"]
@@ -35,7 +34,7 @@ fixed set of watched namespaces needs). Nothing on pods or secrets.
 # Children created once per fine-tune or attempt and removed by the garbage
 # collector through their owner references: the trainer's TrainConfig, the
 # checkpoint claim, and the training pods' identity (a ServiceAccount and a
-# Role allowing get + patch on that one resource's status, bound to it).
+# Role allowing patch on that one resource's status, bound to it).
 - apiGroups: [""]
   resources: ["configmaps", "persistentvolumeclaims", "serviceaccounts"]
   verbs: ["get", "create"]

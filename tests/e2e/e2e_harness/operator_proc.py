@@ -128,3 +128,10 @@ class OperatorProcess:
 
     def log(self) -> str:
         return self.proc.log_path.read_text(errors="replace")
+
+    def metrics(self) -> str:
+        """The Prometheus exposition the operator serves on its metrics port."""
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5
+        ) as r:
+            return str(r.read().decode())
