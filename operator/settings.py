@@ -12,6 +12,8 @@ trainerImage                    WHISPERFT_TRAINER_IMAGE                     ghcr
 rayVersion                      WHISPERFT_RAY_VERSION                       2.60.0 (must match the trainer image)
 namespaces                      WHISPERFT_NAMESPACES (comma-separated)      [] = all namespaces
 workerDefaults.cpu / .memory    WHISPERFT_WORKER_CPU / _MEMORY              8 / 32Gi
+cpuWorkerDefaults.cpu/.memory   (file only)                                 4 / 16Gi (workers without GPUs)
+imagePullPolicy                 (file only)                                 IfNotPresent
 headDefaults.cpu / .memory      WHISPERFT_HEAD_CPU / _MEMORY                2 / 8Gi
 shmSize                         WHISPERFT_SHM_SIZE                          8Gi
 submitterResources.cpu/.memory  (file only)                                 500m / 1Gi
@@ -24,7 +26,7 @@ A node pool entry (keyed by the ``accelerator`` users write in the spec)::
 
     nodePools:
       nvidia-l4:
-        nodeSelector: {cloud.google.com/gke-accelerator: nvidia-l4}
+        nodeSelector: {nvidia.com/gpu.product: NVIDIA-L4}
         tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
         gpuMemoryGiB: 24
         gpuResource: nvidia.com/gpu
@@ -71,9 +73,11 @@ class Resources(ApiModel):
     memory: str
 
 
-def _gke_pool(accelerator: str, gib: float, bf16: bool = True) -> NodePool:
+def _nfd_pool(product: str, gib: float, bf16: bool = True) -> NodePool:
+    """A pool selected by NVIDIA GPU feature discovery's product label, as the
+    chart's default values do (tests/unit/test_operator_settings.py pins that)."""
     return NodePool(
-        node_selector={"cloud.google.com/gke-accelerator": accelerator},
+        node_selector={"nvidia.com/gpu.product": product},
         tolerations=[Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")],
         gpu_memory_gib=gib,
         bf16=bf16,
@@ -82,9 +86,9 @@ def _gke_pool(accelerator: str, gib: float, bf16: bool = True) -> NodePool:
 
 def _default_pools() -> dict[str, NodePool]:
     return {
-        "nvidia-l4": _gke_pool("nvidia-l4", 24),
-        "nvidia-a100-80gb": _gke_pool("nvidia-a100-80gb", 80),
-        "nvidia-h100-80gb": _gke_pool("nvidia-h100-80gb", 80),
+        "nvidia-l4": _nfd_pool("NVIDIA-L4", 24),
+        "nvidia-a100-80gb": _nfd_pool("NVIDIA-A100-SXM4-80GB", 80),
+        "nvidia-h100-80gb": _nfd_pool("NVIDIA-H100-80GB-HBM3", 80),
     }
 
 

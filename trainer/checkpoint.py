@@ -5,17 +5,21 @@ that Ray Train merges from every worker's upload:
 
 - ``ds/``: DeepSpeed's engine state (model, optimizer, scheduler shards);
 - ``rng_rank{r}.pt``: each rank's RNG state;
-- ``manifest_rank{r}.json``: the files rank r wrote, with sizes;
+- ``manifest_rank{r}.json``: the files rank r wrote, with sizes and SHA-256;
 - ``trainer_state.json``: step, data position, metrics history, best WER and
   the whole TrainConfig (written by rank 0).
 
 A checkpoint counts only when every rank's manifest is present and every file
 it lists has the recorded size: a partial upload or a truncated file is
-skipped in favour of the previous good checkpoint, with a warning.
+skipped in favour of the previous good checkpoint, with a warning. Before a
+resume the contents are checked against the recorded digests too, so a file
+damaged in place (same size) is skipped the same way instead of failing the
+load on every retry. Digests cost one extra read of what a rank just wrote.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -64,17 +68,29 @@ class TrainerState:
         return cls(**json.loads(text))
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def write_manifest(local_dir: Path, rank: int) -> None:
     """Record the files this rank wrote (after writing them, before upload)."""
     files = {}
     for f in sorted(local_dir.rglob("*")):
         if f.is_file() and not f.name.startswith("manifest_rank"):
-            files[str(f.relative_to(local_dir))] = f.stat().st_size
+            files[str(f.relative_to(local_dir))] = {"size": f.stat().st_size, "sha256": _sha256(f)}
     (local_dir / f"manifest_rank{rank}.json").write_text(json.dumps({"rank": rank, "files": files}))
 
 
-def problem(ckpt: Path) -> str | None:
-    """Why ``ckpt`` cannot be resumed from, or None when it is complete."""
+def problem(ckpt: Path, *, verify_content: bool = False) -> str | None:
+    """Why ``ckpt`` cannot be resumed from, or None when it is complete.
+
+    Sizes are always checked; ``verify_content`` also checks every digest
+    (reads the whole checkpoint: done once, before a resume).
+    """
     state_file = ckpt / STATE_FILE
     if not state_file.is_file():
         return f"{STATE_FILE} missing"
@@ -90,12 +106,17 @@ def problem(ckpt: Path) -> str | None:
             files = json.loads(manifest.read_text())["files"]
         except (ValueError, KeyError) as exc:
             return f"{manifest.name} unreadable ({exc})"
-        for rel, size in files.items():
+        for rel, entry in files.items():
+            size, digest = (
+                (entry, None) if isinstance(entry, int) else (entry["size"], entry["sha256"])
+            )
             f = ckpt / rel
             if not f.is_file():
                 return f"{rel} missing"
             if f.stat().st_size != size:
                 return f"{rel} is {f.stat().st_size} bytes, expected {size} (truncated?)"
+            if verify_content and digest is not None and _sha256(f) != digest:
+                return f"{rel} does not match its recorded SHA-256 (damaged in place)"
     return None
 
 
@@ -110,7 +131,7 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
 def latest_good(run_dir: Path) -> tuple[Path, TrainerState] | None:
     """The newest complete checkpoint; incomplete newer ones are skipped loudly."""
     for ckpt in list_checkpoints(run_dir):
-        why = problem(ckpt)
+        why = problem(ckpt, verify_content=True)
         if why is None:
             return ckpt, TrainerState.from_json((ckpt / STATE_FILE).read_text())
         log.warning("skipping checkpoint %s: %s; falling back to the previous one", ckpt, why)

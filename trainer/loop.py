@@ -427,16 +427,19 @@ def train_worker(job: dict[str, Any]) -> None:
         f"{w.steps} steps, {w.world} workers, ZeRO-{t.deepspeed.stage}, {w.precision}"
     )
     last_ckpt: str | None = None
-    tic, seen0 = time.perf_counter(), state.samples_seen
+    # Throughput counts optimizer steps only, not evaluation or checkpoint writes.
+    train_s, seen0 = 0.0, state.samples_seen
     loss = float("nan")
     bar = _progress_bar(w, state.step) if job.get("progress") else None
     while state.step < w.steps:
+        tic = time.perf_counter()
         loss = w.train_step(state)
+        train_s += time.perf_counter() - tic
         step = state.step
         if bar is not None:
             bar.update(1)
         if step % t.log_every == 0 or step == w.steps:
-            sps = (state.samples_seen - seen0) / max(time.perf_counter() - tic, 1e-9)
+            sps = (state.samples_seen - seen0) / max(train_s, 1e-9)
             state.history.append(
                 {
                     "step": step,
@@ -481,7 +484,6 @@ def train_worker(job: dict[str, Any]) -> None:
     )
     out_dir = Path(job["output_dir"])
     w.save_final_model(out_dir)
-    elapsed = time.perf_counter() - tic
     metrics = {
         "step": state.step,
         "loss": loss,
@@ -490,7 +492,7 @@ def train_worker(job: dict[str, Any]) -> None:
         "eval_wer": dev.wer,
         "best_wer": state.best_wer,
         "best_step": state.best_step,
-        "samples_per_s": (state.samples_seen - seen0) / max(elapsed, 1e-9),
+        "samples_per_s": (state.samples_seen - seen0) / max(train_s, 1e-9),
         "capped_after": final.capped,
         **peak_memory_mb(w.cuda),
     }

@@ -25,13 +25,10 @@ from whisperft.trainer.data.features import (
     label_ids,
     source_fingerprint,
 )
+from whisperft.trainer.model.sources import cache_root
 from whisperft.trainer.model_prep import Prefix, decoder_prefix
 
 log = logging.getLogger("whisperft.trainer")
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("WHISPERFT_CACHE", Path.home() / ".cache" / "whisperft"))
 
 
 @dataclass

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 from whisperft import __version__
 
-# (module, available-when) pairs; a module whose extra is not installed is
-# skipped with a note in --help instead of breaking the whole CLI.
+# Modules that each add subcommands; one whose extra is not installed (the
+# operator image has no torch) is skipped with a note in --help.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "whisperft.trainer.cli_train",
     "whisperft.trainer.cli_evaluate",

@@ -90,3 +90,43 @@ def test_prune_never_deletes_an_incomplete_head(tmp_path: Path) -> None:
     ckpt.prune(tmp_path, keep_last=1, best_step=None)
     assert head.exists()
     assert [ckpt.step_of(p) for p in ckpt.list_checkpoints(tmp_path)] == [30, 20]
+
+
+def _uploaded(run: Path, step: int, world: int = 2) -> Path:
+    """A checkpoint as Ray Train merges it: each rank's own directory, manifest written last."""
+    import shutil
+
+    d = run / ckpt.dir_name(step)
+    for rank in range(world):
+        local = run / f"local{rank}-{step}"
+        (local / "ds").mkdir(parents=True)
+        (local / "ds" / f"shard{rank}.pt").write_bytes(bytes(range(256)) * (4 + rank))
+        if rank == 0:
+            st = ckpt.TrainerState(
+                step=step, micro_step=step, epoch=0, world_size=world, total_steps=100, config={}
+            )
+            (local / ckpt.STATE_FILE).write_text(st.to_json())
+        ckpt.write_manifest(local, rank)
+        shutil.copytree(local, d, dirs_exist_ok=True)
+        shutil.rmtree(local)
+    return d
+
+
+def test_damage_in_place_is_caught_before_resume(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Same size, other bytes: the cheap size check passes, the digest does not."""
+    _uploaded(tmp_path, 10)
+    bad = _uploaded(tmp_path, 20)
+    assert ckpt.problem(bad, verify_content=True) is None
+    shard = bad / "ds" / "shard1.pt"
+    data = bytearray(shard.read_bytes())
+    data[100] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    assert ckpt.problem(bad) is None  # sizes alone cannot see it
+    assert "ds/shard1.pt does not match its recorded SHA-256" in (
+        ckpt.problem(bad, verify_content=True) or ""
+    )
+    found = ckpt.latest_good(tmp_path)
+    assert found is not None and found[1].step == 10
+    assert "checkpoint_step_00000020" in caplog.text

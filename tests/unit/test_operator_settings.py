@@ -20,6 +20,17 @@ def test_defaults_have_the_three_gpu_pools() -> None:
     assert s.pool(None) is None and s.pool("nvidia-b200") is None
 
 
+def test_built_in_defaults_are_what_the_chart_installs() -> None:
+    """`whisperft render` (no settings file) must show what an installed operator makes."""
+    chart = Path(__file__).resolve().parents[2] / "manifests" / "base" / "settings.yaml"
+    installed = load_settings({ENV_SETTINGS_FILE: str(chart)})
+    built_in = load_settings({})
+    assert built_in.node_pools == installed.node_pools
+    assert built_in.worker_defaults == installed.worker_defaults
+    assert built_in.cpu_worker_defaults == installed.cpu_worker_defaults
+    assert built_in.head_defaults == installed.head_defaults
+
+
 def test_file_then_env(tmp_path: Path) -> None:
     f = tmp_path / "settings.yaml"
     f.write_text(
