@@ -237,6 +237,15 @@ def run(
         "prepare_s": round(t_data, 1),
         "job_wall_s": round(wall, 1),
         "checkpoints": [str(p) for p in ckpt.list_checkpoints(run_dir)],
+        # The best eval step has a checkpoint only when it fell on a save step.
+        "best_checkpoint": next(
+            (
+                str(p)
+                for p in ckpt.list_checkpoints(run_dir)
+                if ckpt.step_of(p) == metrics.get("best_step")
+            ),
+            None,
+        ),
         "final_model": str(out_dir / "model"),
         "history": state.history if state else [],
     }

@@ -93,7 +93,9 @@ def test_short_run_zero3_end_to_end(tmp_path: Path) -> None:
     """ZeRO-3 covers the hard case: eval with generate needs consolidated weights.
 
     Gradient checkpointing and SpecAugment are on, which act only while the
-    model is in train mode (from_pretrained and evaluation leave it in eval).
+    model is in train mode (from_pretrained and evaluation leave it in eval);
+    gradient accumulation is 2 and the eval split is evaluated mid-run, so the
+    best step has a checkpoint.
     """
     cfg = write_config(
         tmp_path,
@@ -104,6 +106,8 @@ def test_short_run_zero3_end_to_end(tmp_path: Path) -> None:
         save_every=1,
         gradient_checkpointing=True,
         spec_augment=True,
+        grad_accum=2,
+        eval_every=1,
     )
     proc = train(cfg)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -116,6 +120,9 @@ def test_short_run_zero3_end_to_end(tmp_path: Path) -> None:
     assert (out / "training.png").stat().st_size > 10_000
     steps = [ckpt.step_of(Path(p)) for p in results["checkpoints"]]
     assert steps == [2, 1]
+    assert [h["step"] for h in results["history"] if h.get("split") == "eval"] == [1, 2]
+    assert results["best_step"] in (1, 2)
+    assert ckpt.step_of(Path(results["best_checkpoint"])) == results["best_step"]
     assert all(ckpt.problem(Path(p)) is None for p in results["checkpoints"])
     # the final model is complete HF Whisper that loads and transcribes
     from whisperft.trainer.data import read_split

@@ -1,0 +1,429 @@
+"""One rank's state and the steps of the recipe: build, restore, train step,
+evaluate, save, publish.
+
+One DeepSpeed engine per worker; data comes from the feature cache the driver
+built, sharded by rank; evaluation is distributed for ZeRO 0-2 and done on
+rank 0 from consolidated weights for ZeRO-3 (generate under ZeRO-3 partitioning
+hangs when ranks decode different lengths).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from whisperft.trainer import checkpoint as ckpt
+from whisperft.trainer.config import TrainConfig
+from whisperft.trainer.data.collator import collate, micro_batch, micro_batches_per_epoch
+from whisperft.trainer.data.features import FeatureSet
+from whisperft.trainer.deepspeed_config import (
+    build_deepspeed_config,
+    resolve_precision,
+    total_steps,
+)
+from whisperft.trainer.evaluation import EvalResult, decode_features, score
+from whisperft.trainer.model_prep import decoder_prefix, prepare_for_training, uses_encoder_cache
+from whisperft.trainer.progress import Progress, sink_from_env
+
+log = logging.getLogger("whisperft.trainer")
+
+
+class Worker:
+    """State of one rank; methods are the steps of the recipe."""
+
+    def __init__(self, job: dict[str, Any]) -> None:
+        import torch
+        from ray import train
+
+        self.job = job
+        self.cfg = TrainConfig.model_validate(job["config"])
+        ctx = train.get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        self.cuda = bool(self.cfg.scaling.use_gpu and torch.cuda.is_available())
+        self.device = (
+            torch.device("cuda", torch.cuda.current_device()) if self.cuda else torch.device("cpu")
+        )
+        self.precision = resolve_precision(
+            self.cfg, cuda=self.cuda, bf16_supported=self.cuda and torch.cuda.is_bf16_supported()
+        )
+        self.run_dir = Path(job["run_dir"])
+        self.train_set = FeatureSet.open(Path(job["train_features"]))
+        self.eval_sets = {
+            name: FeatureSet.open(Path(p)) for name, p in job["eval_features"].items()
+        }
+        self.steps = total_steps(self.cfg, n_train=len(self.train_set), world_size=self.world)
+        micro_batches_per_epoch(
+            len(self.train_set), self.world, self.cfg.training.batch_size_per_worker
+        )
+        self.sink = sink_from_env() if self.rank == 0 else None
+        self.states: Any = None
+        self.bar: Any = None
+
+    # -- setup -------------------------------------------------------------------
+    def build(self) -> None:
+        import deepspeed
+        import torch
+        from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+        seed = self.cfg.training.seed
+        torch.manual_seed(seed + self.rank)
+        np.random.seed(seed + self.rank)
+        random.seed(seed + self.rank)
+        model_dir = self.job["model_dir"]
+        self.processor = WhisperProcessor.from_pretrained(model_dir)
+        model = WhisperForConditionalGeneration.from_pretrained(
+            model_dir, attn_implementation="sdpa"
+        )
+        self.multilingual = bool(getattr(model.generation_config, "is_multilingual", False))
+        self.counts = prepare_for_training(model, self.cfg)
+        self.prefix = decoder_prefix(
+            self.processor.tokenizer,
+            model.generation_config,
+            multilingual=self.multilingual,
+            language=self.cfg.model.language,
+            task=self.cfg.model.task,
+        )
+        ds_config = build_deepspeed_config(
+            self.cfg,
+            world_size=self.world,
+            precision=self.precision,
+            cuda=self.cuda,
+            steps=self.steps,
+        )
+        model.to(self.device)  # type: ignore[arg-type]
+        trained: torch.nn.Module = model
+        if uses_encoder_cache(self.cfg):
+            trained = self._with_encoder_cache(model)
+        self.engine, _, _, _ = deepspeed.initialize(
+            model=trained,
+            model_parameters=[p for p in trained.parameters() if p.requires_grad],
+            config=ds_config,
+        )
+        self.zero3 = self.cfg.training.deepspeed.stage == 3
+        # ZeRO-3 evaluates a plain copy on rank 0 (see module docstring).
+        self.eval_model = (
+            WhisperForConditionalGeneration.from_pretrained(model_dir, attn_implementation="sdpa")
+            if self.zero3 and self.rank == 0
+            else None
+        )
+        self.dtype = next(self.engine.module.parameters()).dtype
+
+    def _with_encoder_cache(self, model: Any) -> Any:
+        import torch.distributed as dist
+
+        from whisperft.trainer import encoder_cache as ec
+
+        k = ec.frozen_prefix_layers(model, self.cfg.training.train_top_encoder_layers)
+        out = ec.cache_dir_for(
+            Path(self.job["encoder_cache_root"]),
+            self.job["model_dir"],
+            self.job["train_features"],
+            k,
+        )
+        tic = time.perf_counter()
+        ec.build_sharded(model, self.train_set.features, out, k=k, rank=self.rank, world=self.world)
+        dist.barrier()
+        self.states = ec.CachedStates(out, self.world, len(self.train_set))
+        self.say(
+            f"frozen encoder prefix ({k} layers) cached for {len(self.train_set)} examples in {time.perf_counter() - tic:.0f} s"
+        )
+        return ec.TailModel(model, k)
+
+    @property
+    def whisper(self) -> Any:
+        """The Whisper module inside the engine (unwrapping the encoder-cache tail)."""
+        m = self.engine.module
+        return getattr(m, "whisper", m)
+
+    def restore(self) -> ckpt.TrainerState:
+        import torch
+
+        found = ckpt.latest_good(self.run_dir)
+        fresh = ckpt.TrainerState(
+            step=0,
+            micro_step=0,
+            epoch=0,
+            world_size=self.world,
+            total_steps=self.steps,
+            config=self.cfg.model_dump(mode="json"),
+        )
+        if found is None:
+            return fresh
+        path, state = found
+        if state.world_size != self.world:
+            raise RuntimeError(
+                f"checkpoint {path} was written by {state.world_size} workers but this run has "
+                f"{self.world}; ZeRO shards cannot be re-split, so resume with workers={state.world_size}"
+            )
+        load_path, _ = self.engine.load_checkpoint(str(path), tag=ckpt.DS_TAG)
+        if load_path is None:
+            raise RuntimeError(f"DeepSpeed could not load {path / ckpt.DS_TAG}")
+        rng = torch.load(path / f"rng_rank{self.rank}.pt", weights_only=False)
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        if self.cuda and rng.get("cuda") is not None:
+            torch.cuda.set_rng_state(rng["cuda"])
+        state.total_steps = self.steps
+        moved = data_position_changes(state.config, self.cfg.model_dump(mode="json"))
+        if moved:
+            # Allowed (the operator applies spec changes as a new attempt on the same
+            # run), but the data order after this point is not the one a straight run sees.
+            self.say(
+                f"warning: resuming with changed {', '.join(moved)}; "
+                "training continues, but not on the exact data order of the saved run"
+            )
+            state.history.append({"event": "config_changed", "step": state.step, "fields": moved})
+        state.config = self.cfg.model_dump(mode="json")
+        fp = self.optimizer_fingerprint()
+        state.history.append(
+            {"event": "resumed", "step": state.step, "from": path.name, "optim_fingerprint": fp}
+        )
+        self.say(f"resumed from {path.name} at step {state.step}/{self.steps}")
+        return state
+
+    def optimizer_fingerprint(self) -> float:
+        """Sum of every Adam moment across ranks: equal before save and after load."""
+        import torch
+
+        opt = self.engine.optimizer
+        inner = getattr(opt, "optimizer", opt)
+        total = 0.0
+        for st in inner.state.values():
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in st:
+                    total += float(st[key].double().sum())
+        return (
+            self._mean_across_ranks(total) * self.world
+            if torch.distributed.is_initialized()
+            else total
+        )
+
+    # -- one optimizer step --------------------------------------------------------
+    def train_step(self, state: ckpt.TrainerState) -> float:
+        import torch
+
+        t = self.cfg.training
+        # from_pretrained returns eval mode and evaluation may leave it there;
+        # dropout, SpecAugment and gradient checkpointing act only in train mode.
+        self.engine.train()
+        losses = []
+        for _ in range(t.grad_accum):
+            pos, idx = micro_batch(
+                len(self.train_set),
+                micro_step=state.micro_step,
+                batch_size=t.batch_size_per_worker,
+                seed=t.seed,
+                rank=self.rank,
+                world_size=self.world,
+            )
+            source = self.states if self.states is not None else self.train_set.features
+            b = collate(
+                source,
+                self.train_set.labels,
+                idx,
+                prefix_len=len(self.prefix.ids),
+                pad_id=self.prefix.pad,
+            )
+            x = torch.from_numpy(b.input_features).to(self.device, self.dtype)
+            dec = torch.from_numpy(b.decoder_input_ids).to(self.device)
+            lab = torch.from_numpy(b.labels).to(self.device)
+            if self.states is not None:
+                out = self.engine(x, dec, lab)
+            else:
+                out = self.engine(input_features=x, decoder_input_ids=dec, labels=lab)
+            self.engine.backward(out.loss)
+            self.engine.step()
+            losses.append(float(out.loss.detach()))
+            state.micro_step += 1
+            state.epoch = pos.epoch
+        state.step += 1
+        state.samples_seen += t.batch_size_per_worker * t.grad_accum * self.world
+        return self._mean_across_ranks(sum(losses) / len(losses))
+
+    def _mean_across_ranks(self, x: float) -> float:
+        import torch
+        import torch.distributed as dist
+
+        v = torch.tensor([x], dtype=torch.float64, device=self.device)
+        dist.all_reduce(v)
+        return float(v.item()) / self.world
+
+    # -- evaluation -----------------------------------------------------------------
+    def evaluate(self, split: str) -> EvalResult:
+        import torch.distributed as dist
+
+        fs = self.eval_sets[split]
+        all_idx = list(range(len(fs)))
+        t, m = self.cfg.training, self.cfg.model
+        common = dict(
+            language=m.language,
+            task=m.task,
+            batch_size=t.eval_batch_size,
+            max_new_tokens=t.max_new_tokens,
+        )
+        if self.zero3:
+            state_dict = self.engine._zero3_consolidated_16bit_state_dict()  # collective
+            result: list[Any] = [None]
+            if self.rank == 0:
+                assert self.eval_model is not None
+                _load_consolidated(self.eval_model, state_dict)
+                texts, capped = decode_features(
+                    self.eval_model, self.processor, fs.features, all_idx, **common
+                )
+                result = [(texts, capped)]
+            dist.broadcast_object_list(result, src=0)
+            texts, capped = result[0]
+        else:
+            mine = all_idx[self.rank :: self.world]
+            texts_mine, capped_mine = decode_features(
+                self.whisper, self.processor, fs.features, mine, **common
+            )
+            gathered: list[Any] = [None] * self.world
+            dist.all_gather_object(gathered, (mine, texts_mine, capped_mine))
+            by_index: dict[int, str] = {}
+            capped = 0
+            for idx, txts, c in gathered:
+                by_index.update(zip(idx, txts, strict=True))
+                capped += c
+            texts = [by_index[i] for i in all_idx]
+        ids = [m_.get("id", str(i)) for i, m_ in enumerate(fs.meta)]
+        return score(fs.sentences, texts, ids, m.language, capped)
+
+    # -- checkpoints ------------------------------------------------------------------
+    def save(self, state: ckpt.TrainerState, metrics: dict[str, Any]) -> str:
+        import torch
+        from ray import train
+
+        name = ckpt.dir_name(state.step)
+        existing = self.run_dir / name
+        if existing.is_dir() and ckpt.problem(existing) is None:
+            # A finished run started again: its final checkpoint already holds this step.
+            train.report(metrics)
+            return str(existing)
+        with tempfile.TemporaryDirectory(prefix="whisperft-ckpt-") as tmp:
+            d = Path(tmp)
+            self.engine.save_checkpoint(str(d), tag=ckpt.DS_TAG, save_latest=False)
+            rng = {
+                "torch": torch.get_rng_state(),
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+                "cuda": torch.cuda.get_rng_state() if self.cuda else None,
+            }
+            torch.save(rng, d / f"rng_rank{self.rank}.pt")
+            fingerprint = self.optimizer_fingerprint()
+            if self.rank == 0:
+                (d / ckpt.STATE_FILE).write_text(
+                    json.dumps(
+                        {**json.loads(state.to_json()), "optim_fingerprint": fingerprint}, indent=2
+                    )
+                )
+            ckpt.write_manifest(d, self.rank)
+            train.report(
+                metrics,
+                checkpoint=train.Checkpoint.from_directory(str(d)),
+                checkpoint_dir_name=name,
+            )
+        if self.rank == 0:
+            ckpt.prune(
+                self.run_dir,
+                keep_last=self.cfg.training.keep_checkpoints,
+                best_step=state.best_step,
+            )
+        return str(self.run_dir / name)
+
+    def save_final_model(self, out_dir: Path) -> None:
+        state_dict = self.engine._zero3_consolidated_16bit_state_dict() if self.zero3 else None
+        if self.rank != 0:
+            return
+        target = out_dir / "model"
+        target.mkdir(parents=True, exist_ok=True)
+        module = self.whisper
+        if state_dict is not None:
+            module.save_pretrained(
+                target, state_dict=_whisper_keys(state_dict), safe_serialization=True
+            )
+        else:
+            module.save_pretrained(target, safe_serialization=True)
+        self.processor.save_pretrained(target)
+        module.generation_config.save_pretrained(target)
+
+    # -- reporting ----------------------------------------------------------------------
+    def publish(self, state: ckpt.TrainerState, **kw: Any) -> None:
+        if self.sink is None:
+            return
+        self.sink.publish(
+            Progress(
+                step=state.step,
+                total_steps=self.steps,
+                epoch=state.micro_step / max(1, self._micro_per_epoch()),
+                baseline_wer=state.baseline_wer,
+                best_wer=state.best_wer,
+                **kw,
+            )
+        )
+
+    def _micro_per_epoch(self) -> int:
+        return micro_batches_per_epoch(
+            len(self.train_set), self.world, self.cfg.training.batch_size_per_worker
+        )
+
+    def say(self, msg: str) -> None:
+        if self.rank == 0:
+            print(f"[whisperft] {msg}", flush=True)
+
+
+def _whisper_keys(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """Consolidated keys without the encoder-cache wrapper's prefix, in fp32."""
+    return {k.removeprefix("whisper."): v.float() for k, v in state_dict.items()}
+
+
+# What fixes which examples a step sees (data.collator.micro_batch); a change breaks exact resume.
+_DATA_POSITION_FIELDS = (
+    ("training", "batch_size_per_worker"),
+    ("training", "grad_accum"),
+    ("training", "seed"),
+    ("data", "path"),
+    ("data", "train_split"),
+    ("data", "max_train_examples"),
+    ("data", "min_duration_s"),
+    ("data", "max_duration_s"),
+)
+
+
+def data_position_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Dotted names of data-order settings that differ between a checkpoint and this run."""
+    return [
+        f"{section}.{key}"
+        for section, key in _DATA_POSITION_FIELDS
+        if (saved.get(section) or {}).get(key) != (current.get(section) or {}).get(key)
+    ]
+
+
+def _load_consolidated(model: Any, state_dict: dict[str, Any]) -> None:
+    """Load ZeRO-3's consolidated weights; only the tied output projection may be absent."""
+    result = model.load_state_dict(_whisper_keys(state_dict), strict=False)
+    missing = set(result.missing_keys) - {"proj_out.weight"}
+    if missing or result.unexpected_keys:
+        raise RuntimeError(
+            f"consolidated ZeRO-3 weights do not match the model: missing {sorted(missing)[:5]}, "
+            f"unexpected {sorted(result.unexpected_keys)[:5]}"
+        )
+
+
+def peak_memory_mb(cuda: bool) -> dict[str, float]:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    out = {"peak_rss_mb": round(rss, 1)}
+    if cuda:
+        import torch
+
+        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
