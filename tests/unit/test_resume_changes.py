@@ -31,4 +31,3 @@ def test_only_data_order_settings_count() -> None:
         "training.seed",
         "data.path",
     ]
-
