@@ -41,6 +41,7 @@ def main() -> int:
     ap.add_argument(
         "--out", default=None, help="result file (default bench/results/train_<cpu|gpu>.json)"
     )
+    ap.add_argument("--note", default="", help="what else the machine was doing, cache state")
     args = ap.parse_args()
     cfg = load_config(args.config, args.overrides)
     t0 = time.time()
@@ -55,6 +56,7 @@ def main() -> int:
         },
         "config": args.config,
         "overrides": args.overrides,
+        **({"note": args.note} if args.note else {}),
         **{k: results.get(k) for k in KEYS},
         "data": {k: v["n"] for k, v in results["data"].items()},
     }

@@ -73,7 +73,8 @@ class StatusSink:
         try:
             config.load_incluster_config()
         except config.ConfigException:
-            config.load_kube_config()
+            # Outside a pod; the client read $KUBECONFIG at import, so pass it on.
+            config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
         self._api = client.CustomObjectsApi()
         self.name, self.namespace = name, namespace
 

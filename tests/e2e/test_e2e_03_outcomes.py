@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from whisperft.operator.render.meta import (
     checkpoint_path,
     config_map_name,
     rayjob_name,
+    trainer_account_name,
 )
 
 pytestmark = [pytest.mark.e2e]
@@ -168,3 +170,87 @@ def test_failure_with_restarts_left_resumes_from_the_same_checkpoint(
     assert failed is not None and failed["status"] == "True"
     assert "restart" in (failed.get("message") or "").lower(), failed
     assert kube.rayjob(namespace, rayjob_name(name, 3)) is None
+
+
+def test_trainer_progress_reaches_status_through_its_own_account_only(
+    cluster: ControlPlane,
+    kube: Kube,
+    namespace: str,
+    operator_factory: Callable[..., OperatorProcess],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rank 0's real StatusSink, authenticated as the training pods' ServiceAccount
+    token: it may patch its own resource's status and nothing else."""
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+
+    from whisperft.trainer.progress import Progress, StatusSink
+
+    operator_factory("progress", [namespace])
+    cluster.kubectl(
+        "apply", "-n", namespace, "-f", "-", input=dump(finetune("mine"), finetune("theirs"))
+    )
+    for name in ("mine", "theirs"):  # the trainer's account is made with the first RayJob
+        kube.wait(
+            f"{name}: attempt 1 started",
+            lambda n=name: (kube.wft(namespace, n) or {}).get("status", {}).get("rayJobName"),
+            timeout=60,
+        )
+    kc = cluster.service_account_kubeconfig(
+        namespace, trainer_account_name("mine"), tmp_path / "trainer.kubeconfig"
+    )
+
+    default = client.Configuration.get_default_copy()
+    monkeypatch.setenv("KUBECONFIG", str(kc))
+    try:
+        sink = StatusSink("mine", namespace)  # loads $KUBECONFIG, as outside a pod
+        sink.publish(
+            Progress(step=50, total_steps=200, epoch=0.5, loss=0.42, eval_wer=0.31,
+                     last_checkpoint="/checkpoints/mine/checkpoint_step_00000050")
+        )  # fmt: skip
+    finally:
+        client.Configuration.set_default(default)
+
+    def published() -> dict[str, Any] | None:
+        obj = kube.wft(namespace, "mine")
+        status = (obj or {}).get("status", {})
+        return obj if (status.get("progress") or {}).get("step") == 50 else None
+
+    obj = kube.wait("the trainer's progress in status", published, timeout=30)
+    assert obj["status"]["progress"]["evalWer"] == pytest.approx(0.31)
+    assert obj["status"]["lastCheckpoint"].endswith("checkpoint_step_00000050")
+    kube.wait(
+        "the operator's Progress column",
+        lambda: (
+            (kube.wft(namespace, "mine") or {}).get("status", {}).get("progressText")
+            == "50/200 (25%)"
+        ),
+        timeout=30,
+    )
+
+    api = config.new_client_from_config(config_file=str(kc))
+    try:
+        custom = client.CustomObjectsApi(api)
+        forbidden = {
+            "another resource's status": lambda: custom.patch_namespaced_custom_object_status(
+                names.GROUP, names.VERSION, namespace, names.PLURAL, "theirs",
+                {"status": {"progress": {"step": 1}}},
+            ),
+            "its own spec": lambda: custom.patch_namespaced_custom_object(
+                names.GROUP, names.VERSION, namespace, names.PLURAL, "mine",
+                {"spec": {"suspend": True}},
+            ),
+            "reading its own resource": lambda: custom.get_namespaced_custom_object(
+                names.GROUP, names.VERSION, namespace, names.PLURAL, "mine"
+            ),
+            "listing pods": lambda: client.CoreV1Api(api).list_namespaced_pod(namespace),
+        }  # fmt: skip
+        for what, call in forbidden.items():
+            with pytest.raises(ApiException) as err:
+                call()
+            assert err.value.status == 403, f"{what}: {err.value.status}"
+    finally:
+        api.close()
+    theirs = kube.wft(namespace, "theirs")
+    assert theirs is not None and "progress" not in theirs.get("status", {})
