@@ -1,12 +1,19 @@
-"""The DeepSpeed JSON built from a TrainConfig (pure: no torch import).
+"""The DeepSpeed JSON and the LR schedule built from a TrainConfig (pure: no torch import).
 
-DeepSpeed owns the optimizer and the LR schedule so that its checkpoints hold
+DeepSpeed owns the optimizer and steps the schedule, so its checkpoints hold
 the whole training state; `overrides` is merged last for expert use.
+
+The schedule is ours (a torch LambdaLR over `lr_multiplier`), not DeepSpeed's
+Warmup*LR: those hold the minimum LR for the first two optimizer steps (one
+from construction, one at iteration 0), so a short run's first steps train
+nothing.
 """
 
 from __future__ import annotations
 
 import copy
+import math
+from functools import partial
 from typing import Any
 
 from whisperft.trainer.config import TrainConfig
@@ -35,8 +42,33 @@ def total_steps(cfg: TrainConfig, *, n_train: int, world_size: int) -> int:
     return max(1, round(steps_per_epoch * t.epochs))
 
 
+def lr_multiplier(done: int, *, schedule: str, warmup: int, total: int) -> float:
+    """Factor on the peak LR for the optimizer step that follows ``done`` steps.
+
+    ``done`` is torch LambdaLR's ``last_epoch``. Warm-up rises linearly so that
+    step 1 already trains (1/warmup of the peak) and step ``warmup`` is at the
+    peak; linear and cosine decay end above zero, so the last step still counts.
+    """
+    k = done + 1
+    if warmup and k <= warmup:
+        return k / warmup
+    if schedule == "constant":
+        return 1.0
+    frac = min(max(k - warmup - 1, 0) / max(total - warmup, 1), 1.0)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * frac))
+    return 1.0 - frac
+
+
+def lr_schedule(cfg: TrainConfig, *, steps: int) -> partial[float]:
+    """The LambdaLR function of a run (a partial, so its checkpointed state is plain)."""
+    t = cfg.training
+    warmup = min(t.warmup_steps, max(steps - 1, 0))
+    return partial(lr_multiplier, schedule=t.lr_schedule, warmup=warmup, total=steps)
+
+
 def build_deepspeed_config(
-    cfg: TrainConfig, *, world_size: int, precision: str, cuda: bool, steps: int
+    cfg: TrainConfig, *, world_size: int, precision: str, cuda: bool
 ) -> dict[str, Any]:
     t = cfg.training
     ds = t.deepspeed
@@ -52,38 +84,6 @@ def build_deepspeed_config(
     if not cuda or (not ds.offload_optimizer and ds.stage == 0):
         # FusedAdam needs CUDA; the CPU accelerator gets plain torch AdamW.
         optimizer["params"]["torch_adam"] = True
-    warmup = min(t.warmup_steps, max(steps - 1, 0))
-    scheduler: dict[str, Any]
-    if t.lr_schedule == "constant":
-        scheduler = {
-            "type": "WarmupLR",
-            "params": {
-                "warmup_min_lr": 0.0,
-                "warmup_max_lr": t.learning_rate,
-                "warmup_num_steps": warmup,
-                "warmup_type": "linear",
-            },
-        }
-    elif t.lr_schedule == "cosine":
-        scheduler = {
-            "type": "WarmupCosineLR",
-            "params": {
-                "total_num_steps": steps,
-                "warmup_num_steps": warmup,
-                "warmup_type": "linear",
-            },
-        }
-    else:
-        scheduler = {
-            "type": "WarmupDecayLR",
-            "params": {
-                "warmup_min_lr": 0.0,
-                "warmup_max_lr": t.learning_rate,
-                "warmup_num_steps": warmup,
-                "total_num_steps": steps,
-                "warmup_type": "linear",
-            },
-        }
     zero: dict[str, Any] = {"stage": ds.stage}
     if ds.stage >= 1:
         zero.update(
@@ -115,7 +115,6 @@ def build_deepspeed_config(
         "train_batch_size": t.batch_size_per_worker * t.grad_accum * world_size,
         "gradient_clipping": t.max_grad_norm,
         "optimizer": optimizer,
-        "scheduler": scheduler,
         "zero_optimization": zero,
         "bf16": {"enabled": precision == "bf16"},
         "fp16": {"enabled": precision == "fp16", "loss_scale": 0, "initial_scale_power": 16},

@@ -26,6 +26,7 @@ from whisperft.trainer.data.collator import collate, micro_batch, micro_batches_
 from whisperft.trainer.data.features import FeatureSet
 from whisperft.trainer.deepspeed_config import (
     build_deepspeed_config,
+    lr_schedule,
     resolve_precision,
     total_steps,
 )
@@ -96,16 +97,22 @@ class Worker:
             world_size=self.world,
             precision=self.precision,
             cuda=self.cuda,
-            steps=self.steps,
         )
         model.to(self.device)  # type: ignore[arg-type]
         trained: torch.nn.Module = model
         if uses_encoder_cache(self.cfg):
             trained = self._with_encoder_cache(model)
+        from torch.optim.lr_scheduler import LambdaLR
+
+        schedule = lr_schedule(self.cfg, steps=self.steps)
         self.engine, _, _, _ = deepspeed.initialize(
             model=trained,
             model_parameters=[p for p in trained.parameters() if p.requires_grad],
             config=ds_config,
+            # An expert `scheduler` in deepspeed.overrides wins over ours.
+            lr_scheduler=None
+            if "scheduler" in ds_config
+            else (lambda opt: LambdaLR(opt, schedule)),
         )
         self.zero3 = self.cfg.training.deepspeed.stage == 3
         # ZeRO-3 evaluates a plain copy on rank 0 (see module docstring).

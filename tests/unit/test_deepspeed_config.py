@@ -1,8 +1,11 @@
+import itertools
+
 import pytest
 
 from whisperft.trainer.config import TrainConfig
 from whisperft.trainer.deepspeed_config import (
     build_deepspeed_config,
+    lr_schedule,
     resolve_precision,
     total_steps,
 )
@@ -20,7 +23,6 @@ def test_batch_arithmetic_and_cpu_optimizer() -> None:
         world_size=2,
         precision="fp32",
         cuda=False,
-        steps=100,
     )
     assert c["train_batch_size"] == 24
     assert c["train_micro_batch_size_per_gpu"] == 4 and c["gradient_accumulation_steps"] == 3
@@ -35,7 +37,6 @@ def test_gpu_offload_and_stage3() -> None:
         world_size=8,
         precision="bf16",
         cuda=True,
-        steps=100,
     )
     z = c["zero_optimization"]
     assert z["offload_optimizer"]["device"] == "cpu" and z["offload_param"]["device"] == "cpu"
@@ -44,20 +45,30 @@ def test_gpu_offload_and_stage3() -> None:
     assert "torch_adam" not in c["optimizer"]["params"]  # DeepSpeedCPUAdam on GPU hosts
 
 
-@pytest.mark.parametrize(
-    "schedule, kind",
-    [("linear", "WarmupDecayLR"), ("cosine", "WarmupCosineLR"), ("constant", "WarmupLR")],
-)
-def test_schedules(schedule: str, kind: str) -> None:
-    c = build_deepspeed_config(
-        cfg(lr_schedule=schedule, warmup_steps=500),
-        world_size=1,
-        precision="fp32",
-        cuda=False,
-        steps=50,
-    )
-    assert c["scheduler"]["type"] == kind
-    assert c["scheduler"]["params"]["warmup_num_steps"] == 49  # clamped below the run length
+def test_schedule_is_ours_not_deepspeeds() -> None:
+    c = build_deepspeed_config(cfg(), world_size=1, precision="fp32", cuda=False)
+    assert "scheduler" not in c  # DeepSpeed's Warmup*LR hold min LR for two steps
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "constant"])
+def test_first_step_trains_peak_at_warmup_last_step_still_moves(schedule: str) -> None:
+    f = lr_schedule(cfg(lr_schedule=schedule, warmup_steps=4), steps=20)
+    factors = [f(done) for done in range(20)]  # one per optimizer step, 1..20
+    assert factors[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert factors[4] == 1.0  # first step after warm-up is at the peak
+    assert all(0.0 < x <= 1.0 for x in factors)
+    if schedule == "constant":
+        assert set(factors[4:]) == {1.0}
+    else:
+        assert all(a >= b for a, b in itertools.pairwise(factors[4:]))
+        assert factors[-1] < 0.1
+
+
+def test_warmup_is_clamped_below_the_run_length() -> None:
+    f = lr_schedule(cfg(warmup_steps=500), steps=50)
+    assert f(48) == 1.0 and f(0) == pytest.approx(1 / 49)
+    two = lr_schedule(cfg(warmup_steps=1), steps=2)
+    assert two(0) == 1.0 and two(1) > 0.0  # a 2-step run trains on both steps
 
 
 def test_overrides_merge_last() -> None:
@@ -74,7 +85,6 @@ def test_overrides_merge_last() -> None:
         world_size=1,
         precision="fp32",
         cuda=False,
-        steps=10,
     )
     assert c["zero_optimization"] == {
         **c["zero_optimization"],
