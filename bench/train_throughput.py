@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import time
 from pathlib import Path
 
@@ -44,6 +45,11 @@ def main() -> int:
     ap.add_argument("--note", default="", help="what else the machine was doing, cache state")
     args = ap.parse_args()
     cfg = load_config(args.config, args.overrides)
+    # A benchmark measures a whole run: an earlier run's checkpoints would be resumed.
+    previous = Path(cfg.run.storage_path) / cfg.run.name
+    if previous.exists():
+        print(f"removing the earlier run's checkpoints: {previous}")
+        shutil.rmtree(previous)
     t0 = time.time()
     results = run(cfg, progress=False)
     device = "gpu" if cfg.scaling.use_gpu else "cpu"
