@@ -15,7 +15,7 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from whisperft.operator import kube, metrics
-from whisperft.operator.api.phase import ConditionStatus, ConditionType, Phase, Reason
+from whisperft.operator.api.phase import ConditionType, Phase, Reason
 from whisperft.operator.api.resource import NAME_PATTERN, SpecError, parse_spec
 from whisperft.operator.api.spec import NAME_MAX_LENGTH, WhisperFineTuneSpec
 from whisperft.operator.api.status import Plan as PlanStatus
@@ -34,17 +34,13 @@ from whisperft.operator.settings import Settings
 from whisperft.operator.status_map import (
     AttemptState,
     conditions_for,
+    make_condition,
     map_rayjob_status,
     merge_conditions,
 )
 
 Body = dict[str, Any]
 Logger = logging.Logger | logging.LoggerAdapter[Any]
-
-
-def _cond(t: ConditionType, ok: bool, reason: Reason, message: str) -> dict[str, str]:
-    status = ConditionStatus.TRUE if ok else ConditionStatus.FALSE
-    return {"type": t.value, "status": status.value, "reason": reason.value, "message": message}
 
 
 def _plan_status(plan: Plan, train_workers: int) -> dict[str, Any]:
@@ -101,10 +97,10 @@ def _set_phase(
 def _refuse(body: Body, patch: kopf.Patch, reason: Reason, message: str) -> None:
     """Nothing may be created: say why in Planned + Failed, once, without a crash loop."""
     conds = [
-        _cond(ConditionType.PLANNED, False, reason, message),
-        _cond(ConditionType.FAILED, True, reason, message),
-        _cond(ConditionType.READY, False, reason, message),
-        _cond(ConditionType.RUNNING, False, reason, message),
+        make_condition(ConditionType.PLANNED, False, reason, message),
+        make_condition(ConditionType.FAILED, True, reason, message),
+        make_condition(ConditionType.READY, False, reason, message),
+        make_condition(ConditionType.RUNNING, False, reason, message),
     ]
     _set_phase(body, patch, Phase.FAILED, message, conds, {})
 
@@ -165,8 +161,8 @@ def start_attempt(
     plan = rendered.resolution.plan
     plan_msg = f"ZeRO stage {plan.stage}; " + "; ".join(plan.notes)
     conds = [
-        _cond(ConditionType.PLANNED, True, Reason.PLAN_FITS, plan_msg),
-        _cond(ConditionType.UPDATE_PENDING, False, Reason.UP_TO_DATE, ""),
+        make_condition(ConditionType.PLANNED, True, Reason.PLAN_FITS, plan_msg),
+        make_condition(ConditionType.UPDATE_PENDING, False, Reason.UP_TO_DATE, ""),
     ]
     extra = {
         "attempt": attempt,
@@ -186,10 +182,10 @@ def start_attempt(
     else:  # a new attempt: whatever the last one (or a refused plan) said no longer holds
         starting = f"attempt {attempt}: Ray cluster starting"
         conds += [
-            _cond(ConditionType.READY, False, Reason.CLUSTER_STARTING, starting),
-            _cond(ConditionType.RUNNING, False, Reason.CLUSTER_STARTING, starting),
-            _cond(ConditionType.SUCCEEDED, False, Reason.CLUSTER_STARTING, starting),
-            _cond(ConditionType.FAILED, False, Reason.CLUSTER_STARTING, starting),
+            make_condition(ConditionType.READY, False, Reason.CLUSTER_STARTING, starting),
+            make_condition(ConditionType.RUNNING, False, Reason.CLUSTER_STARTING, starting),
+            make_condition(ConditionType.SUCCEEDED, False, Reason.CLUSTER_STARTING, starting),
+            make_condition(ConditionType.FAILED, False, Reason.CLUSTER_STARTING, starting),
         ]
     _set_phase(
         body,
@@ -363,7 +359,7 @@ def on_spec_change(
                 "or at the next restart"
             )
         message = f"{', '.join(pending)} changed; a running attempt cannot take this live. {when}"
-        conds = [_cond(ConditionType.UPDATE_PENDING, True, Reason.SPEC_CHANGED, message)]
+        conds = [make_condition(ConditionType.UPDATE_PENDING, True, Reason.SPEC_CHANGED, message)]
         generation = body.get("metadata", {}).get("generation")
         patch.status["conditions"] = merge_conditions(
             status.get("conditions") or [], conds, now=now_rfc3339(), generation=generation

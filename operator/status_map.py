@@ -145,7 +145,8 @@ def map_rayjob_status(raw: dict[str, Any] | None, *, suspend_requested: bool) ->
     )
 
 
-def _cond(t: ConditionType, ok: bool, reason: Reason, message: str) -> dict[str, str]:
+def make_condition(t: ConditionType, ok: bool, reason: Reason, message: str) -> dict[str, str]:
+    """One status condition (True/False), as written into status.conditions."""
     return {
         "type": t.value,
         "status": (ConditionStatus.TRUE if ok else ConditionStatus.FALSE).value,
@@ -163,16 +164,16 @@ def conditions_for(state: AttemptState, *, final_failure: bool) -> list[dict[str
     phase = state.phase
     running = phase == Phase.RUNNING
     out = [
-        _cond(
+        make_condition(
             ConditionType.READY,
             state.ready,
             Reason.CLUSTER_READY if state.ready else state.reason,
             m,
         ),
-        _cond(ConditionType.RUNNING, running, state.reason, m),
-        _cond(ConditionType.SUCCEEDED, phase == Phase.SUCCEEDED, state.reason, m),
-        _cond(ConditionType.FAILED, final_failure, state.reason, m),
-        _cond(
+        make_condition(ConditionType.RUNNING, running, state.reason, m),
+        make_condition(ConditionType.SUCCEEDED, phase == Phase.SUCCEEDED, state.reason, m),
+        make_condition(ConditionType.FAILED, final_failure, state.reason, m),
+        make_condition(
             ConditionType.SUSPENDED,
             phase == Phase.SUSPENDED,
             state.reason if phase == Phase.SUSPENDED else Reason.NOT_SUSPENDED,
