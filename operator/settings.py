@@ -45,7 +45,7 @@ from pydantic import Field, ValidationError
 
 from whisperft import __version__
 from whisperft.operator.api.base import ApiModel
-from whisperft.operator.api.spec import Toleration
+from whisperft.operator.api.spec_resources import Toleration
 
 ENV_SETTINGS_FILE = "WHISPERFT_SETTINGS_FILE"
 

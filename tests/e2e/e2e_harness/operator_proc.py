@@ -26,7 +26,7 @@ UNKNOWN_ACCELERATOR = "nvidia-t4"
 def e2e_settings(namespaces: Sequence[str], metrics_port: int) -> dict[str, object]:
     """Operator settings whose node-pool table selects the kwok pools, built
     with the operator's own model so the keys cannot drift."""
-    from whisperft.operator.api.spec import Toleration
+    from whisperft.operator.api.spec_resources import Toleration
     from whisperft.operator.settings import NodePool, Settings
 
     pools = {

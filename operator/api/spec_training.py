@@ -1,0 +1,135 @@
+"""`spec.training`: the recipe and its DeepSpeed settings (part of WhisperFineTune.spec)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import ConfigDict, Field, model_validator
+
+from whisperft.operator.api.base import (
+    ApiModel,
+    cel,
+    crd_extra,
+)
+from whisperft.trainer.config import (
+    LrSchedule,
+    Precision,
+)
+
+
+class DeepSpeedSpec(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra=crd_extra(
+            cel(
+                "self.mode == 'explicit' || (!has(self.stage) && !has(self.offloadOptimizer) && !has(self.offloadParams))",
+                "stage, offloadOptimizer and offloadParams are chosen by the planner when mode is auto; set mode: explicit to choose them",
+                field_path=".mode",
+            ),
+            cel(
+                "self.mode == 'auto' || has(self.stage)",
+                "mode explicit needs stage (0-3)",
+                field_path=".stage",
+            ),
+            cel(
+                "!has(self.offloadParams) || !self.offloadParams || (has(self.stage) && self.stage == 3)",
+                "offloadParams needs ZeRO stage 3",
+                field_path=".offloadParams",
+            ),
+            cel(
+                "!has(self.offloadOptimizer) || !self.offloadOptimizer || (has(self.stage) && self.stage > 0)",
+                "offloadOptimizer needs ZeRO stage 1, 2 or 3",
+                field_path=".offloadOptimizer",
+            ),
+        )
+    )
+
+    mode: Literal["auto", "explicit"] = Field(
+        "auto",
+        description=(
+            "auto: the operator's memory planner picks the ZeRO stage and offload that fit the "
+            "node pool's GPUs; explicit: use stage/offloadOptimizer/offloadParams as given."
+        ),
+    )
+    stage: Literal[0, 1, 2, 3] | None = Field(None, description="ZeRO stage (explicit mode only).")
+    offload_optimizer: bool | None = Field(
+        None, description="Keep optimizer states in CPU memory (explicit mode, stage >= 1)."
+    )
+    offload_params: bool | None = Field(
+        None, description="Keep parameters in CPU memory (explicit mode, stage 3)."
+    )
+
+    @model_validator(mode="after")
+    def _rules(self) -> DeepSpeedSpec:
+        explicit_fields = (self.stage, self.offload_optimizer, self.offload_params)
+        if self.mode == "auto" and any(v is not None for v in explicit_fields):
+            raise ValueError(
+                "stage, offloadOptimizer and offloadParams are chosen by the planner when mode is "
+                "auto; set mode: explicit to choose them"
+            )
+        if self.mode == "explicit" and self.stage is None:
+            raise ValueError("mode explicit needs stage (0-3)")
+        if self.offload_params and self.stage != 3:
+            raise ValueError("offloadParams needs ZeRO stage 3")
+        if self.offload_optimizer and not self.stage:
+            raise ValueError("offloadOptimizer needs ZeRO stage 1, 2 or 3")
+        return self
+
+
+class TrainingSpec(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra=crd_extra(
+            cel(
+                "has(self.maxSteps) != has(self.epochs)",
+                "set exactly one of training.maxSteps or training.epochs",
+                field_path=".maxSteps",
+            ),
+        )
+    )
+
+    max_steps: int | None = Field(
+        None, gt=0, le=10_000_000, description="Optimizer steps to train; exclusive with epochs."
+    )
+    epochs: float | None = Field(
+        None, gt=0, le=10_000, description="Passes over the train split; exclusive with maxSteps."
+    )
+    batch_size_per_worker: int = Field(
+        8, gt=0, le=1024, description="Micro-batch per GPU (per Ray Train worker)."
+    )
+    grad_accum: int = Field(
+        1, gt=0, le=1024, description="Micro-batches accumulated per optimizer step."
+    )
+    learning_rate: float = Field(1e-5, gt=0.0, le=1.0, description="Peak learning rate.")
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="AdamW weight decay.")
+    warmup_steps: int = Field(0, ge=0, le=10_000_000, description="Linear warm-up steps.")
+    lr_schedule: LrSchedule = Field(
+        "linear", description="Decay after warm-up: linear, cosine or constant."
+    )
+    precision: Precision = Field(
+        "auto", description="auto (bf16 where the GPU has it), fp32, bf16 or fp16."
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in backward: much less memory, about 30% slower."
+    )
+    freeze_encoder: bool = Field(
+        False, description="Train only the decoder (the encoder is about 80% of the compute)."
+    )
+    spec_augment: bool = Field(False, description="SpecAugment masking on the input features.")
+    deepspeed: DeepSpeedSpec = Field(
+        default_factory=DeepSpeedSpec,
+        description="DeepSpeed ZeRO settings.",
+        json_schema_extra={"default": {}},
+    )
+    eval_every: int = Field(
+        0, ge=0, le=10_000_000, description="Evaluate every N steps (0: at start and end only)."
+    )
+    save_every: int = Field(
+        0, ge=0, le=10_000_000, description="Checkpoint every N steps (0: at the end only)."
+    )
+    keep_checkpoints: int = Field(2, ge=1, le=100, description="Checkpoints kept on the claim.")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Random seed.")
+
+    @model_validator(mode="after")
+    def _length(self) -> TrainingSpec:
+        if (self.max_steps is None) == (self.epochs is None):
+            raise ValueError("set exactly one of training.maxSteps or training.epochs")
+        return self
