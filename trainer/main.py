@@ -18,6 +18,8 @@ from typing import Any
 
 from whisperft.trainer import checkpoint as ckpt
 from whisperft.trainer.config import TrainConfig
+from whisperft.trainer.data.collator import micro_batches_per_epoch
+from whisperft.trainer.data.errors import DataError
 from whisperft.trainer.data.features import (
     FeatureSet,
     build_feature_set,
@@ -154,6 +156,14 @@ def run(
     prep = prepare_data(cfg, progress=progress)
     t_data = time.perf_counter() - t0
     s = cfg.scaling
+    try:  # here, before Ray starts, rather than as a traceback from every worker
+        micro_batches_per_epoch(
+            len(prep.splits["train"]), s.workers, cfg.training.batch_size_per_worker
+        )
+    except ValueError as exc:
+        raise DataError(
+            f"{cfg.data.path} [{cfg.data.train_split}]: {exc}", reason="too_few"
+        ) from None
     env = {
         "DS_ACCELERATOR": "cuda" if s.use_gpu else "cpu",
         "TOKENIZERS_PARALLELISM": "false",

@@ -61,6 +61,7 @@ class Worker:
             name: FeatureSet.open(Path(p)) for name, p in job["eval_features"].items()
         }
         self.steps = total_steps(self.cfg, n_train=len(self.train_set), world_size=self.world)
+        # The driver checked this already; a worker started elsewhere fails the same way.
         micro_batches_per_epoch(
             len(self.train_set), self.world, self.cfg.training.batch_size_per_worker
         )

@@ -238,10 +238,11 @@ def test_killed_worker_resumes_from_last_checkpoint(tmp_path: Path) -> None:
     [
         ("data.path=/nonexistent/corpus", "/nonexistent/corpus"),
         ("model.name=ct2:/nonexistent/export", "/nonexistent/export"),
+        ("training.batch_size_per_worker=64", "cannot fill one batch of 64 on each of 2 workers"),
     ],
 )
 def test_bad_model_or_data_is_one_clear_error(tmp_path: Path, override: str, named: str) -> None:
-    """Found by the driver before Ray starts: exit 2, the path named, no traceback."""
+    """Found by the driver before Ray starts: exit 2, the problem named, no traceback."""
     proc = train(write_config(tmp_path, "bad"), "--set", override, timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and named in proc.stderr
