@@ -88,6 +88,36 @@ def test_evaluate_cli_prints_wer_and_writes_json(
     assert utterance["id"].startswith("common_voice_en_")
 
 
+def test_evaluate_cli_reads_a_manifest_like_the_commonvoice_release(
+    tiny_en_model: LoadedModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same three clips as a JSONL manifest score exactly as through the TSV reader."""
+    import csv
+
+    from whisperft.trainer.data.bundled import resolve_data_path
+
+    root = resolve_data_path("bundled:en")
+    with (root / "test.tsv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[:3]
+    (tmp_path / "test.jsonl").write_text(
+        "".join(
+            json.dumps({"audio": str(root / "clips" / r["path"]), "text": r["sentence"]}) + "\n"
+            for r in rows
+        )
+    )
+    results = {}
+    for fmt, data in (("commonvoice", "bundled:en"), ("manifest", str(tmp_path))):
+        out = tmp_path / f"{fmt}.json"
+        argv = ["evaluate", "--model", "bundled:tiny.en", "--data", data, "--format", fmt]
+        assert main([*argv, "--limit", "3", "--batch-size", "3", "--json", str(out)]) == 0
+        capsys.readouterr()
+        results[fmt] = json.loads(out.read_text())
+    assert results["manifest"]["n_utterances"] == 3
+    assert results["manifest"]["wer"] == results["commonvoice"]["wer"]
+    hyps = {fmt: [u["hypothesis"] for u in r["utterances"]] for fmt, r in results.items()}
+    assert hyps["manifest"] == hyps["commonvoice"]
+
+
 def test_evaluate_cli_refuses_bad_input_clearly(
     tiny_en_model: LoadedModel, capsys: pytest.CaptureFixture[str]
 ) -> None:
