@@ -153,8 +153,14 @@ class Worker:
 
     def restore(self) -> ckpt.TrainerState:
         import torch
+        import torch.distributed as dist
 
-        found = ckpt.latest_good(self.run_dir)
+        # Rank 0 picks (and digest-checks) the checkpoint once; every rank then loads
+        # that same one, even if a shared volume shows ranks different listings.
+        box = [ckpt.latest_good(self.run_dir) if self.rank == 0 else None]
+        if dist.is_initialized() and self.world > 1:
+            dist.broadcast_object_list(box, src=0)
+        found = box[0]
         fresh = ckpt.TrainerState(
             step=0,
             micro_step=0,
