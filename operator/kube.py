@@ -112,9 +112,14 @@ def ownership_problem(manifest: dict[str, Any], existing_controllers: set[str]) 
         if existing_controllers
         else "not controlled by this WhisperFineTune"
     )
+    hint = (
+        " (to reuse a kept checkpoint claim, set checkpoints.claimName to it)"
+        if manifest["kind"] == "PersistentVolumeClaim"
+        else ""
+    )
     return (
         f"{manifest['kind']} {md['namespace']}/{md['name']} exists and is {who}; "
-        "delete it or rename the WhisperFineTune"
+        f"delete it or rename the WhisperFineTune{hint}"
     )
 
 

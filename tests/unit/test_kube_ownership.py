@@ -33,6 +33,13 @@ def test_an_unowned_object_is_not_taken_over() -> None:
     assert problem is not None and "not controlled by this WhisperFineTune" in problem
 
 
+def test_a_leftover_kept_claim_points_at_claim_name() -> None:
+    claim = manifest("u1")
+    claim["kind"] = "PersistentVolumeClaim"
+    problem = ownership_problem(claim, set())
+    assert problem is not None and "set checkpoints.claimName to it" in problem
+
+
 def test_a_kept_claim_reuses_what_is_there() -> None:
     assert ownership_problem(manifest(None), set()) is None
     assert ownership_problem(manifest(None), {"u9"}) is None
