@@ -60,13 +60,13 @@ def train_worker(job: dict[str, Any]) -> None:
                 {
                     "step": step,
                     "loss": loss,
-                    "lr": w.engine.get_lr()[0],
+                    "lr": w.lr_used,
                     "samples_per_s": sps,
                     "train_mode": w.engine.module.training,
                 }
             )
             w.say(
-                f"step {step}/{w.steps}  loss {loss:.4f}  lr {w.engine.get_lr()[0]:.2e}  {sps:.2f} samples/s"
+                f"step {step}/{w.steps}  loss {loss:.4f}  lr {w.lr_used:.2e}  {sps:.2f} samples/s"
             )
             w.publish(state, loss=loss, samples_per_second=sps, last_checkpoint=last_ckpt)
         if t.eval_every and step % t.eval_every == 0 and step < w.steps:

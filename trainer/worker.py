@@ -67,6 +67,7 @@ class Worker:
         )
         self.sink = sink_from_env() if self.rank == 0 else None
         self.states: Any = None
+        self.lr_used = 0.0
         self.bar: Any = None
 
     # -- setup -------------------------------------------------------------------
@@ -229,6 +230,7 @@ class Worker:
         # from_pretrained returns eval mode and evaluation may leave it there;
         # dropout, SpecAugment and gradient checkpointing act only in train mode.
         self.engine.train()
+        self.lr_used = float(self.engine.get_lr()[0])  # the scheduler moves on after the step
         losses = []
         for _ in range(t.grad_accum):
             pos, idx = micro_batch(
