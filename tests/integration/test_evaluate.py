@@ -88,11 +88,14 @@ def test_evaluate_cli_prints_wer_and_writes_json(
     assert utterance["id"].startswith("common_voice_en_")
 
 
-def test_evaluate_cli_reads_a_manifest_like_the_commonvoice_release(
+def test_evaluate_cli_reads_every_format_alike(
     tiny_en_model: LoadedModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The same three clips as a JSONL manifest score exactly as through the TSV reader."""
+    """The same three clips as a JSONL manifest and as a `datasets` save_to_disk
+    directory score exactly as through the Common Voice TSV reader."""
     import csv
+
+    import datasets
 
     from whisperft.trainer.data.bundled import resolve_data_path
 
@@ -105,17 +108,32 @@ def test_evaluate_cli_reads_a_manifest_like_the_commonvoice_release(
             for r in rows
         )
     )
+    datasets.DatasetDict(
+        {
+            "test": datasets.Dataset.from_dict(
+                {
+                    "audio": [str(root / "clips" / r["path"]) for r in rows],
+                    "sentence": [r["sentence"] for r in rows],
+                }
+            ).cast_column("audio", datasets.Audio())
+        }
+    ).save_to_disk(str(tmp_path / "hf"))
     results = {}
-    for fmt, data in (("commonvoice", "bundled:en"), ("manifest", str(tmp_path))):
+    for fmt, data in (
+        ("commonvoice", "bundled:en"),
+        ("manifest", str(tmp_path)),
+        ("hf", str(tmp_path / "hf")),
+    ):
         out = tmp_path / f"{fmt}.json"
         argv = ["evaluate", "--model", "bundled:tiny.en", "--data", data, "--format", fmt]
         assert main([*argv, "--limit", "3", "--batch-size", "3", "--json", str(out)]) == 0
         capsys.readouterr()
         results[fmt] = json.loads(out.read_text())
-    assert results["manifest"]["n_utterances"] == 3
-    assert results["manifest"]["wer"] == results["commonvoice"]["wer"]
     hyps = {fmt: [u["hypothesis"] for u in r["utterances"]] for fmt, r in results.items()}
-    assert hyps["manifest"] == hyps["commonvoice"]
+    for fmt in ("manifest", "hf"):
+        assert results[fmt]["n_utterances"] == 3, fmt
+        assert results[fmt]["wer"] == results["commonvoice"]["wer"], fmt
+        assert hyps[fmt] == hyps["commonvoice"], fmt
 
 
 def test_evaluate_cli_refuses_bad_input_clearly(
