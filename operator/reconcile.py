@@ -14,13 +14,12 @@ from typing import Any, cast
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from whisperft.operator import kube, metrics
+from whisperft.operator import kube, metrics, spec_change
 from whisperft.operator.api.phase import ConditionType, Phase, Reason
 from whisperft.operator.api.resource import NAME_PATTERN, SpecError, parse_spec
 from whisperft.operator.api.spec import NAME_MAX_LENGTH, WhisperFineTuneSpec
 from whisperft.operator.api.status import Plan as PlanStatus
 from whisperft.operator.decisions import (
-    deferred_changes,
     next_step,
     now_rfc3339,
     progress_text,
@@ -31,6 +30,7 @@ from whisperft.operator.render.bundle import render_attempt
 from whisperft.operator.render.meta import Meta, checkpoint_path, rayjob_name
 from whisperft.operator.render.storage import claim_name
 from whisperft.operator.settings import Settings
+from whisperft.operator.spec_change import Action
 from whisperft.operator.status_map import (
     AttemptState,
     conditions_for,
@@ -302,53 +302,35 @@ def on_spec_change(
     meta = Meta.from_body(body)
     job = status.get("rayJobName")
     attempt = int(status.get("attempt") or 1)
-    phase = status.get("phase")
-    pending = deferred_changes(old, new)
-    refused = any(
-        c.get("type") == ConditionType.PLANNED.value and c.get("status") == "False"
-        for c in status.get("conditions") or []
-    )
-    if not job or refused:
+    change = spec_change.decide(old, new, status)
+    pending = ", ".join(change.pending)
+    if change.action is Action.RETRY_PLAN:
         # Nothing was ever created (bad spec, unknown pool, plan refused): try again with the new spec.
         start_attempt(body, patch, settings, attempt, logger)
         return
-    if phase in (Phase.SUCCEEDED.value, Phase.FAILED.value):
-        if pending:
-            _event(
-                body,
-                "Normal",
-                "SpecChangeIgnored",
-                f"the run has finished; {', '.join(pending)} not applied",
-            )
+    if change.action is Action.IGNORE_FINISHED:
+        _event(body, "Normal", "SpecChangeIgnored", f"the run has finished; {pending} not applied")
         return
-    was_pending = any(
-        c.get("type") == ConditionType.UPDATE_PENDING.value and c.get("status") == "True"
-        for c in status.get("conditions") or []
-    )
-    if bool(old.get("suspend")) != bool(new.get("suspend")):
-        if new.get("suspend"):
-            kube.set_rayjob_suspend(meta.namespace, job, True)
-            _event(
-                body,
-                "Normal",
-                "Suspending",
-                f"suspending RayJob {job}: the Ray cluster is deleted, GPUs freed",
-            )
-        elif was_pending or pending:
-            # Resuming with changes that need a new cluster: a fresh attempt, same checkpoint path.
-            _event(
-                body,
-                "Normal",
-                "Resuming",
-                f"resuming as attempt {attempt + 1} with the changed spec",
-            )
-            if start_attempt(body, patch, settings, attempt + 1, logger):
-                kube.delete_rayjob(meta.namespace, job)
-            return
-        else:
-            kube.set_rayjob_suspend(meta.namespace, job, False)
-            _event(body, "Normal", "Resuming", f"resuming RayJob {job} from the last checkpoint")
-    if pending:
+    if change.action is Action.SUSPEND:
+        kube.set_rayjob_suspend(meta.namespace, job, True)
+        _event(
+            body,
+            "Normal",
+            "Suspending",
+            f"suspending RayJob {job}: the Ray cluster is deleted, GPUs freed",
+        )
+    elif change.action is Action.NEW_ATTEMPT:
+        # Resuming with changes that need a new cluster: a fresh attempt, same checkpoint path.
+        _event(
+            body, "Normal", "Resuming", f"resuming as attempt {attempt + 1} with the changed spec"
+        )
+        if start_attempt(body, patch, settings, attempt + 1, logger):
+            kube.delete_rayjob(meta.namespace, job)
+        return
+    elif change.action is Action.RESUME:
+        kube.set_rayjob_suspend(meta.namespace, job, False)
+        _event(body, "Normal", "Resuming", f"resuming RayJob {job} from the last checkpoint")
+    if change.report_pending:
         if new.get("suspend"):
             when = (
                 "It applies when the fine-tune is resumed (spec.suspend: false), as a new attempt"
@@ -358,7 +340,7 @@ def on_spec_change(
                 "It applies when the fine-tune is suspended and resumed (spec.suspend: true, then false), "
                 "or at the next restart"
             )
-        message = f"{', '.join(pending)} changed; a running attempt cannot take this live. {when}"
+        message = f"{pending} changed; a running attempt cannot take this live. {when}"
         conds = [make_condition(ConditionType.UPDATE_PENDING, True, Reason.SPEC_CHANGED, message)]
         generation = body.get("metadata", {}).get("generation")
         patch.status["conditions"] = merge_conditions(
