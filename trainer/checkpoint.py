@@ -128,10 +128,14 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
-def latest_good(run_dir: Path) -> tuple[Path, TrainerState] | None:
-    """The newest complete checkpoint; incomplete newer ones are skipped loudly."""
+def latest_good(run_dir: Path, *, verify_content: bool = True) -> tuple[Path, TrainerState] | None:
+    """The newest complete checkpoint; incomplete newer ones are skipped loudly.
+
+    Digests are checked by default (before a resume); a caller that only reads
+    the state of a checkpoint it just wrote can skip that read of every file.
+    """
     for ckpt in list_checkpoints(run_dir):
-        why = problem(ckpt, verify_content=True)
+        why = problem(ckpt, verify_content=verify_content)
         if why is None:
             return ckpt, TrainerState.from_json((ckpt / STATE_FILE).read_text())
         log.warning("skipping checkpoint %s: %s; falling back to the previous one", ckpt, why)

@@ -69,6 +69,7 @@ def train_worker(job: dict[str, Any]) -> None:
                 f"step {step}/{w.steps}  loss {loss:.4f}  lr {w.lr_used:.2e}  {sps:.2f} samples/s"
             )
             w.publish(state, loss=loss, samples_per_second=sps, last_checkpoint=last_ckpt)
+        new_best = False
         if t.eval_every and step % t.eval_every == 0 and step < w.steps:
             ev = w.evaluate("eval")
             state.history.append(
@@ -81,8 +82,6 @@ def train_worker(job: dict[str, Any]) -> None:
                 f"eval @ step {step}: WER {ev.wer:.2%} (best {state.best_wer:.2%} @ {state.best_step})"
             )
             w.publish(state, loss=loss, eval_wer=ev.wer, last_checkpoint=last_ckpt)
-        else:
-            new_best = False
         # A new best is saved even off the save interval, so "best" always has a checkpoint.
         if t.save_every and step < w.steps and (step % t.save_every == 0 or new_best):
             last_ckpt = w.save(state, {"step": step, "loss": loss, **peak_memory_mb(w.cuda)})

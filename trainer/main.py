@@ -219,7 +219,9 @@ def run(
     )
     result = trainer.fit()
     wall = time.perf_counter() - t0
-    found = ckpt.latest_good(run_dir)
+    # The final checkpoint was just written and size-checked; its digests need no second read.
+    found = ckpt.latest_good(run_dir, verify_content=False)
+    checkpoints = ckpt.list_checkpoints(run_dir)
     state = found[1] if found else None
     metrics = dict(result.metrics or {})
     results: dict[str, Any] = {
@@ -246,15 +248,10 @@ def run(
         "peak_gpu_mb_rank0": metrics.get("peak_gpu_mb"),
         "prepare_s": round(t_data, 1),
         "job_wall_s": round(wall, 1),
-        "checkpoints": [str(p) for p in ckpt.list_checkpoints(run_dir)],
-        # The best eval step has a checkpoint only when it fell on a save step.
+        "checkpoints": [str(p) for p in checkpoints],
+        # None only when checkpoints are off (save_every 0): a new best is always saved.
         "best_checkpoint": next(
-            (
-                str(p)
-                for p in ckpt.list_checkpoints(run_dir)
-                if ckpt.step_of(p) == metrics.get("best_step")
-            ),
-            None,
+            (str(p) for p in checkpoints if ckpt.step_of(p) == metrics.get("best_step")), None
         ),
         "final_model": str(out_dir / "model"),
         "history": state.history if state else [],

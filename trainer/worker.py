@@ -61,10 +61,6 @@ class Worker:
             name: FeatureSet.open(Path(p)) for name, p in job["eval_features"].items()
         }
         self.steps = total_steps(self.cfg, n_train=len(self.train_set), world_size=self.world)
-        # The driver checked this already; a worker started elsewhere fails the same way.
-        micro_batches_per_epoch(
-            len(self.train_set), self.world, self.cfg.training.batch_size_per_worker
-        )
         self.sink = sink_from_env() if self.rank == 0 else None
         self.states: Any = None
         self.lr_used = 0.0
@@ -162,13 +158,14 @@ class Worker:
         if dist.is_initialized() and self.world > 1:
             dist.broadcast_object_list(box, src=0)
         found = box[0]
+        config = self.cfg.model_dump(mode="json")
         fresh = ckpt.TrainerState(
             step=0,
             micro_step=0,
             epoch=0,
             world_size=self.world,
             total_steps=self.steps,
-            config=self.cfg.model_dump(mode="json"),
+            config=config,
         )
         if found is None:
             return fresh
@@ -188,7 +185,7 @@ class Worker:
         if self.cuda and rng.get("cuda") is not None:
             torch.cuda.set_rng_state(rng["cuda"])
         state.total_steps = self.steps
-        moved = data_position_changes(state.config, self.cfg.model_dump(mode="json"))
+        moved = data_position_changes(state.config, config)
         if moved:
             # Allowed (the operator applies spec changes as a new attempt on the same
             # run), but the data order after this point is not the one a straight run sees.
@@ -197,7 +194,7 @@ class Worker:
                 "training continues, but not on the exact data order of the saved run"
             )
             state.history.append({"event": "config_changed", "step": state.step, "fields": moved})
-        state.config = self.cfg.model_dump(mode="json")
+        state.config = config
         fp = self.optimizer_fingerprint()
         state.history.append(
             {"event": "resumed", "step": state.step, "from": path.name, "optim_fingerprint": fp}
