@@ -49,7 +49,7 @@ install: $(STAMP) ## create the environment and install everything (idempotent)
 	@echo "environment ready: $(VENV)"
 
 demo: install ## fine-tune bundled tiny.en on the bundled corpus, local Ray, 2 workers, ZeRO-2, CPU
-	$(VENV)/bin/whisperft train --config examples/demo.yaml
+	$(VENV)/bin/whisperft train examples/demo.yaml
 
 test: install ## install what the tests need and run them all (unit, integration, e2e)
 	$(MAKE) --no-print-directory controlplane

@@ -54,7 +54,8 @@ class TrainerState:
     total_steps: int
     config: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
-    baseline_wer: float | None = None
+    baseline_wer: float | None = None  # test split, before training
+    baseline_cer: float | None = None
     best_wer: float | None = None
     best_step: int | None = None
     samples_seen: int = 0

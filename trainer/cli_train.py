@@ -1,60 +1,63 @@
-"""`whisperft train`: run one fine-tune from a TrainConfig file."""
+"""`whisperft train FILE`: run a WhisperFineTune resource on a local Ray (or, in a
+RayJob, on the cluster the operator made for it)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from whisperft.trainer.config import ConfigError, TrainConfig
 
-EPILOG = """\
-The config file is the TrainConfig YAML (or JSON) that the operator also writes
-into its ConfigMap; every key and default is listed by `whisperft train
---print-default-config`. Sections:
-  model     name (bundled:tiny.en, bundled:base, ct2:DIR, HF dir or hub id), language, task
-  data      format (commonvoice|hf|manifest), path (dir or bundled:en / bundled:sw), splits,
-            duration and label-length filters, example limits, feature cache dir
-  training  max_steps or epochs, batch_size_per_worker, grad_accum, learning_rate, warmup,
-            schedule, precision, freeze_encoder, gradient_checkpointing, spec_augment,
-            deepspeed {stage 0-3, offload_optimizer, offload_params, overrides},
-            eval_every, save_every, keep_checkpoints, max_new_tokens
-  scaling   workers, use_gpu, cpus_per_worker, gpus_per_worker, max_failures
-  run       name, storage_path (checkpoints; a new run with the same name resumes), output_dir
+if TYPE_CHECKING:
+    from whisperft.operator.api.resource import WhisperFineTune
 
-Outputs in run.output_dir: model/ (HF format), results.json, training.png, hypotheses.json.
+EPILOG = """\
+FILE is a WhisperFineTune resource, the same file `kubectl apply -f` takes
+(apiVersion whisperft.io/v1alpha1, kind WhisperFineTune, metadata.name, spec).
+`kubectl explain wft.spec` or charts/whisperft/README.md list every field.
+
+Read for one machine:
+  spec.resources.workers   local Ray workers (CPU workers unless an accelerator is named,
+                           then gpusPerWorker GPUs each, which this machine must have)
+  spec.resources.cpu       CPUs per worker (default 1)
+  spec.dataset.path        a local directory, or bundled:en / bundled:sw
+  spec.output.location     where the outputs go (default runs/<metadata.name>);
+                           checkpoints in its checkpoints/, and a run started again resumes
+  spec.training.deepspeed  explicit stage, or auto: the operator's planner decides (CPU: ZeRO-2)
+Outputs: model/ (HF format), results.json, training.png, hypotheses.json.
 
 Examples:
-  whisperft train --config examples/demo.yaml
-  whisperft train --config my.yaml --set training.max_steps=20 --set scaling.workers=1
-  whisperft train --config /etc/whisperft/train.yaml --ray-address auto   # inside a RayJob
+  whisperft train examples/demo.yaml
+  whisperft train examples/demo.yaml --set spec.training.maxSteps=20 --set spec.resources.workers=1
+  whisperft train manifests/examples/minimal.yaml --set spec.resources.accelerator=null --dry-run
+Exit status: 0 done, 2 bad input (the file, a value, the data or the model), 1 anything else.
 """
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "train",
-        help="fine-tune Whisper with Ray Train + DeepSpeed (local Ray or an existing cluster)",
-        description="Fine-tune Whisper from a TrainConfig file on a local Ray or an existing Ray cluster.",
+        help="run a WhisperFineTune file with Ray Train + DeepSpeed (local Ray or a RayJob's cluster)",
+        description="Fine-tune Whisper as a WhisperFineTune file describes, on a local Ray.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--config",
-        "-c",
-        metavar="FILE",
-        help="TrainConfig YAML/JSON (defaults apply to what it omits)",
-    )
+    p.add_argument("file", metavar="FILE", help="WhisperFineTune YAML (one document)")
     p.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override one value, e.g. training.max_steps=50 (YAML-parsed; repeatable)",
+        help="override one field, e.g. spec.training.maxSteps=50 (value YAML-typed, null unsets; repeatable)",
+    )
+    p.add_argument(
+        "--runtime",
+        metavar="FILE",
+        help="the runtime the operator resolved (in a RayJob); default: resolve for this machine",
     )
     p.add_argument(
         "--ray-address",
@@ -63,49 +66,59 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     p.add_argument(
-        "--print-default-config", action="store_true", help="print the full default config and exit"
-    )
-    p.add_argument(
-        "--dry-run", action="store_true", help="validate the config, print it resolved, and exit"
+        "--dry-run",
+        action="store_true",
+        help="validate, print the resolved run (spec and runtime) and exit",
     )
     p.set_defaults(func=run_command)
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. training.max_steps=50")
-        node = raw
-        parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {item!r}: {part} is not a section")
-            node = child
-        node[parts[-1]] = yaml.safe_load(value)
-    return raw
+def load_resource(path: str, overrides: list[str]) -> WhisperFineTune:
+    """The file parsed as strictly as the API server parses it, then admitted as the operator would."""
+    from whisperft.operator.api.resource import load_resource_file
+    from whisperft.operator.planning.admission import language_problem
+
+    resource = load_resource_file(path, overrides)
+    refused = language_problem(resource.spec)
+    if refused:
+        raise ConfigError(f"{path}: {refused}")
+    return resource
 
 
-def load_config(path: str | None, overrides: list[str]) -> TrainConfig:
-    base = TrainConfig.load(path).model_dump(mode="json", exclude_unset=True) if path else {}
-    if path is None and not overrides:
-        return TrainConfig()
-    return TrainConfig.from_dict(apply_overrides(base, overrides), source=path or "--set")
+def load_config(path: str, overrides: list[str], runtime_path: str | None = None) -> TrainConfig:
+    """The run a file describes, resolved for this machine (or by the operator's runtime file)."""
+    from whisperft.trainer.config import load_runtime
+    from whisperft.trainer.local_runtime import local_runtime
+
+    resource = load_resource(path, overrides)
+    runtime = load_runtime(runtime_path) if runtime_path else local_runtime(resource)
+    return TrainConfig.build(resource, runtime)
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    """Print the resolved run; a file that only this machine cannot run is still valid."""
+    from whisperft.trainer.config import load_runtime
+    from whisperft.trainer.local_runtime import local_runtime
+
+    resource = load_resource(args.file, args.overrides)
+    try:
+        runtime = load_runtime(args.runtime) if args.runtime else local_runtime(resource)
+    except ConfigError as exc:
+        sys.stdout.write(yaml.safe_dump(resource.to_wire(), sort_keys=False))
+        print(f"note: valid, but not runnable on this machine as it is: {exc}", file=sys.stderr)
+        return 0
+    sys.stdout.write(TrainConfig.build(resource, runtime).to_yaml())
+    return 0
 
 
 def run_command(args: argparse.Namespace) -> int:
-    if args.print_default_config:
-        sys.stdout.write(TrainConfig().to_yaml())
-        return 0
     try:
-        cfg = load_config(args.config, args.overrides)
+        if args.dry_run:
+            return _dry_run(args)
+        cfg = load_config(args.file, args.overrides, args.runtime)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.dry_run:
-        sys.stdout.write(cfg.to_yaml())
-        return 0
     from whisperft.trainer.data.errors import DataError
     from whisperft.trainer.main import run
     from whisperft.trainer.model.errors import ModelError
@@ -113,17 +126,21 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         results = run(cfg, ray_address=args.ray_address, progress=not args.no_progress)
     except (DataError, ModelError) as exc:
-        # Bad input found before any worker starts: the message names it.
+        # Bad input found before any worker starts: the message names it. The
+        # operator reads exit status 2 as "do not retry".
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    before, after = results.get("wer_before"), results.get("wer_after")
+    before, after = results.get("test_wer_before"), results.get("test_wer_after")
     print()
     if before is not None and after is not None:
-        print(f"WER {before:.2%} -> {after:.2%} on held-out split '{cfg.data.test_split}'")
-    print(f"job wall time: {results['job_wall_s']:.0f} s")
+        line = f"test WER {before:.2%} -> {after:.2%} on held-out split '{cfg.dataset.test_split}'"
+        cer_b, cer_a = results.get("test_cer_before"), results.get("test_cer_after")
+        if cer_b is not None and cer_a is not None:
+            line += f" (CER {cer_b:.2%} -> {cer_a:.2%})"
+        print(line)
+    print(f"job wall time: {results['job_wall_seconds']:.0f} s")
     print(f"model:   {results['final_model']}")
-    print(f"results: {cfg.run.output_dir}/results.json")
+    print(f"results: {cfg.runtime.output_dir}/results.json")
     if "plot" in results:
         print(f"plot:    {results['plot']}")
-    print(json.dumps({k: results[k] for k in ("wer_before", "wer_after", "job_wall_s")}))
     return 0

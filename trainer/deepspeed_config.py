@@ -71,7 +71,7 @@ def build_deepspeed_config(
     cfg: TrainConfig, *, world_size: int, precision: str, cuda: bool
 ) -> dict[str, Any]:
     t = cfg.training
-    ds = t.deepspeed
+    ds = cfg.runtime.deepspeed
     optimizer: dict[str, Any] = {
         "type": "AdamW",
         "params": {
@@ -125,7 +125,7 @@ def build_deepspeed_config(
     if ds.offload_optimizer and not cuda:
         # DeepSpeedCPUAdam needs a compiled op; plain AdamW works with offload on CPU.
         config["zero_force_ds_cpu_optimizer"] = False
-    return _merge(config, ds.overrides)
+    return _merge(config, t.deepspeed.overrides)
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,20 @@ class EvalResult:
     hypotheses: list[str] = field(default_factory=list)
     references: list[str] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
+    cer: float | None = None  # for scripts written without spaces
+
+    @property
+    def scores(self) -> dict[str, float | int]:
+        """The machine form (fractions), as history entries and results carry it."""
+        out: dict[str, float | int] = {"wer": self.wer, "capped": self.capped}
+        if self.cer is not None:
+            out["cer"] = self.cer
+        return out
+
+    def describe(self) -> str:
+        """The human form (percent): one readable line."""
+        cer = f", CER {self.cer:.2%}" if self.cer is not None else ""
+        return f"WER {self.wer:.2%}{cer} on {self.n} utterances ({self.capped} hit the length cap)"
 
 
 def decode_features(
@@ -59,10 +73,12 @@ def score(
     language: str | None,
     capped: int,
 ) -> EvalResult:
-    from whisperft.trainer.metrics import wer
+    from whisperft.trainer.metrics import score_texts
 
+    scores = score_texts(references, hypotheses, language)
     return EvalResult(
-        wer=wer(references, hypotheses, language),
+        wer=scores.wer,
+        cer=scores.cer,
         n=len(references),
         capped=capped,
         hypotheses=list(hypotheses),

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from whisperft.trainer.job import WorkerJob
 from whisperft.trainer.worker import Worker, peak_memory_mb
 
 
@@ -24,29 +25,28 @@ def _progress_bar(w: Worker, done: int) -> Any:
     return bar
 
 
-def train_worker(job: dict[str, Any]) -> None:
+def train_worker(loop_config: dict[str, Any]) -> None:
     """Entry point for ``TorchTrainer(train_loop_per_worker=...)``."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    job = WorkerJob.from_loop_config(loop_config)
     w = Worker(job)
     w.build()
     state = w.restore()
     t = w.cfg.training
     if state.step == 0 and state.baseline_wer is None:
         base = w.evaluate("test")
-        state.baseline_wer = base.wer
-        state.history.append({"step": 0, "split": "test", "wer": base.wer, "capped": base.capped})
-        w.say(
-            f"baseline: test WER {base.wer:.2%} on {base.n} utterances ({base.capped} hit the length cap)"
-        )
+        state.baseline_wer, state.baseline_cer = base.wer, base.cer
+        state.history.append({"step": 0, "split": "test", **base.scores})
+        w.say(f"baseline: test {base.describe()}")
     w.say(
         f"training {w.counts['trainable'] / 1e6:.1f}M of {w.counts['total'] / 1e6:.1f}M parameters, "
-        f"{w.steps} steps, {w.world} workers, ZeRO-{t.deepspeed.stage}, {w.precision}"
+        f"{w.steps} steps, {w.world} workers, ZeRO-{w.cfg.zero_stage}, {w.precision}"
     )
     last_ckpt: str | None = None
     # Throughput counts optimizer steps only, not evaluation or checkpoint writes.
     train_s, seen0 = 0.0, state.samples_seen
     loss = float("nan")
-    bar = _progress_bar(w, state.step) if job.get("progress") else None
+    bar = _progress_bar(w, state.step) if job.progress else None
     while state.step < w.steps:
         tic = time.perf_counter()
         loss = w.train_step(state)
@@ -61,7 +61,7 @@ def train_worker(job: dict[str, Any]) -> None:
                     "step": step,
                     "loss": loss,
                     "lr": w.lr_used,
-                    "samples_per_s": sps,
+                    "samples_per_second": sps,
                     "train_mode": w.engine.module.training,
                 }
             )
@@ -72,14 +72,12 @@ def train_worker(job: dict[str, Any]) -> None:
         new_best = False
         if t.eval_every and step % t.eval_every == 0 and step < w.steps:
             ev = w.evaluate("eval")
-            state.history.append(
-                {"step": step, "split": "eval", "wer": ev.wer, "capped": ev.capped}
-            )
+            state.history.append({"step": step, "split": "eval", **ev.scores})
             new_best = state.best_wer is None or ev.wer < state.best_wer
             if new_best:
                 state.best_wer, state.best_step = ev.wer, step
             w.say(
-                f"eval @ step {step}: WER {ev.wer:.2%} (best {state.best_wer:.2%} @ {state.best_step})"
+                f"eval @ step {step}: {ev.describe()} (best WER {state.best_wer:.2%} @ {state.best_step})"
             )
             w.publish(state, loss=loss, eval_wer=ev.wer, last_checkpoint=last_ckpt)
         # A new best is saved even off the save interval, so "best" always has a checkpoint.
@@ -90,28 +88,26 @@ def train_worker(job: dict[str, Any]) -> None:
     # Final: eval on the held-out split, final checkpoint, final model.
     dev = w.evaluate("eval")
     final = w.evaluate("test")
-    state.history.append(
-        {"step": state.step, "split": "eval", "wer": dev.wer, "capped": dev.capped}
-    )
-    state.history.append(
-        {"step": state.step, "split": "test", "wer": final.wer, "capped": final.capped}
-    )
+    state.history.append({"step": state.step, "split": "eval", **dev.scores})
+    state.history.append({"step": state.step, "split": "test", **final.scores})
     if state.best_wer is None or dev.wer <= state.best_wer:
         state.best_wer, state.best_step = dev.wer, state.step
     w.say(
         f"final: test WER {state.baseline_wer or 0:.2%} -> {final.wer:.2%} ({final.capped} capped)"
     )
-    out_dir = Path(job["output_dir"])
+    out_dir = job.output_dir
     w.save_final_model(out_dir)
     metrics = {
         "step": state.step,
         "loss": loss,
-        "wer_before": state.baseline_wer,
-        "wer_after": final.wer,
+        "test_wer_before": state.baseline_wer,
+        "test_wer_after": final.wer,
+        "test_cer_before": state.baseline_cer,
+        "test_cer_after": final.cer,
         "eval_wer": dev.wer,
-        "best_wer": state.best_wer,
+        "best_eval_wer": state.best_wer,
         "best_step": state.best_step,
-        "samples_per_s": (state.samples_seen - seen0) / max(train_s, 1e-9),
+        "samples_per_second": (state.samples_seen - seen0) / max(train_s, 1e-9),
         "capped_after": final.capped,
         **peak_memory_mb(w.cuda),
     }
@@ -126,4 +122,6 @@ def train_worker(job: dict[str, Any]) -> None:
             )
         )
     last_ckpt = w.save(state, metrics)
-    w.publish(state, loss=loss, eval_wer=dev.wer, last_checkpoint=last_ckpt)
+    w.publish(
+        state, loss=loss, eval_wer=dev.wer, test_wer_after=final.wer, last_checkpoint=last_ckpt
+    )

@@ -2,7 +2,7 @@
 
 Locally this starts its own Ray; in a RayJob it joins the cluster
 (``ray_address="auto"``). Either way checkpoints go to
-``<run.storage_path>/<run.name>``, so a new run with the same name resumes.
+``<runtime.storagePath>/<name>``, so a new run with the same name resumes.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from whisperft.languages import token_language
 from whisperft.trainer import checkpoint as ckpt
 from whisperft.trainer.config import TrainConfig
 from whisperft.trainer.data.collator import micro_batches_per_epoch
 from whisperft.trainer.data.errors import DataError
+from whisperft.trainer.job import WorkerJob
 from whisperft.trainer.data.features import (
     FeatureSet,
     build_feature_set,
@@ -28,9 +30,21 @@ from whisperft.trainer.data.features import (
     source_fingerprint,
 )
 from whisperft.trainer.model.sources import cache_root
-from whisperft.trainer.model_prep import Prefix, decoder_prefix
+from whisperft.trainer.model_prep import Prefix, checked_prefix
 
 log = logging.getLogger("whisperft.trainer")
+
+# What the workers' final report carries into results.json, by the same names.
+RESULT_METRICS = (
+    "test_wer_before",
+    "test_wer_after",
+    "test_cer_before",
+    "test_cer_after",
+    "eval_wer",
+    "best_eval_wer",
+    "best_step",
+    "capped_after",
+)
 
 
 @dataclass
@@ -48,20 +62,17 @@ def prepare_data(cfg: TrainConfig, *, progress: bool = True) -> Prepared:
     from whisperft.trainer.data import iter_split, resolve_data_path
     from whisperft.trainer.model import resolve_model_dir
 
-    model_dir = resolve_model_dir(cfg.model.name, cache_dir=cfg.model.cache_dir)
+    rt = cfg.runtime
+    model_dir = resolve_model_dir(cfg.model.name, cache_dir=rt.model_cache_dir)
     processor = WhisperProcessor.from_pretrained(model_dir)
     gen = GenerationConfig.from_pretrained(model_dir)
-    multilingual = bool(getattr(gen, "is_multilingual", False))
-    prefix = decoder_prefix(
-        processor.tokenizer,
-        gen,
-        multilingual=multilingual,
-        language=cfg.model.language,
-        task=cfg.model.task,
+    # Before any feature is computed: a model found only now (a path) must have the language.
+    prefix = checked_prefix(processor.tokenizer, gen, cfg)
+    d = cfg.dataset
+    data_path = resolve_data_path(rt.data_path)
+    features_root = (
+        Path(rt.feature_cache_dir) if rt.feature_cache_dir else cache_root() / "features"
     )
-    d = cfg.data
-    data_path = resolve_data_path(d.path)
-    features_root = Path(d.feature_cache_dir) if d.feature_cache_dir else cache_root() / "features"
     fe = processor.feature_extractor
 
     def extract(audio: Any) -> Any:
@@ -84,8 +95,8 @@ def prepare_data(cfg: TrainConfig, *, progress: bool = True) -> Prepared:
                 "split": split,
                 "fingerprint": source_fingerprint(data_path, split),
                 "limit": limit,
-                "min_s": d.min_duration_s,
-                "max_s": d.max_duration_s,
+                "min_s": d.min_duration_seconds,
+                "max_s": d.max_duration_seconds,
                 "max_tokens": d.max_label_tokens,
                 "prefix": list(prefix.ids),
                 "features": fe.to_dict(),
@@ -98,8 +109,8 @@ def prepare_data(cfg: TrainConfig, *, progress: bool = True) -> Prepared:
             data_path,
             split,
             skipped=skipped,
-            min_duration_s=d.min_duration_s,
-            max_duration_s=d.max_duration_s,
+            min_duration_s=d.min_duration_seconds,
+            max_duration_s=d.max_duration_seconds,
             label_length=lambda s: len(labels_for(s)),
             max_label_tokens=d.max_label_tokens,
             limit=limit,
@@ -149,20 +160,20 @@ def run(
     from whisperft.trainer.plots import plot_history
 
     t0 = time.perf_counter()
-    storage = Path(cfg.run.storage_path).resolve()
-    out_dir = Path(cfg.run.output_dir).resolve()
+    s = cfg.runtime
+    storage = Path(s.storage_path).resolve()
+    out_dir = Path(s.output_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    run_dir = storage / cfg.run.name
+    run_dir = storage / cfg.name
     prep = prepare_data(cfg, progress=progress)
     t_data = time.perf_counter() - t0
-    s = cfg.scaling
     try:  # here, before Ray starts, rather than as a traceback from every worker
         micro_batches_per_epoch(
             len(prep.splits["train"]), s.workers, cfg.training.batch_size_per_worker
         )
     except ValueError as exc:
         raise DataError(
-            f"{cfg.data.path} [{cfg.data.train_split}]: {exc}", reason="too_few"
+            f"{s.data_path} [{cfg.dataset.train_split}]: {exc}", reason="too_few"
         ) from None
     env = {
         "DS_ACCELERATOR": "cuda" if s.use_gpu else "cpu",
@@ -184,22 +195,19 @@ def run(
                 },
                 logging_level=logging.WARNING,
             )
-    job = {
-        "config": cfg.model_dump(mode="json"),
-        "model_dir": str(prep.model_dir),
-        "train_features": str(prep.splits["train"].path),
-        "eval_features": {
-            "eval": str(prep.splits["eval"].path),
-            "test": str(prep.splits["test"].path),
-        },
-        "run_dir": str(run_dir),
-        "encoder_cache_root": str(prep.features_root),
-        "output_dir": str(out_dir),
-        "progress": progress,
-    }
+    job = WorkerJob(
+        config=cfg,
+        model_dir=prep.model_dir,
+        train_features=prep.splits["train"].path,
+        eval_features={"eval": prep.splits["eval"].path, "test": prep.splits["test"].path},
+        run_dir=run_dir,
+        encoder_cache_root=prep.features_root,
+        output_dir=out_dir,
+        progress=progress,
+    )
     trainer = TorchTrainer(
         train_worker,
-        train_loop_config=job,
+        train_loop_config=job.as_loop_config(),
         scaling_config=ScalingConfig(
             num_workers=s.workers,
             use_gpu=s.use_gpu,
@@ -210,7 +218,7 @@ def run(
         ),
         torch_config=TorchConfig(backend="nccl" if s.use_gpu else "gloo"),
         run_config=RunConfig(
-            name=cfg.run.name,
+            name=cfg.name,
             storage_path=str(storage),
             failure_config=FailureConfig(max_failures=s.max_failures),
             # Retention is ours (last K plus best, see checkpoint.prune).
@@ -225,31 +233,29 @@ def run(
     state = found[1] if found else None
     metrics = dict(result.metrics or {})
     results: dict[str, Any] = {
-        "config": cfg.model_dump(mode="json"),
+        "config": cfg.to_wire(),
         "model_source": str(prep.model_dir),
+        "language": cfg.model.language,
+        "language_token": token_language(cfg.model.language, cfg.model.train_as_language),
         "data": {
             role: {
                 "path": str(fs.path),
                 "n": len(fs),
-                "audio_s": round(fs.total_audio_s, 1),
+                "audio_seconds": round(fs.total_audio_s, 1),
                 "skipped": fs.skipped,
             }
             for role, fs in prep.splits.items()
         },
         "steps": metrics.get("step"),
-        "wer_before": metrics.get("wer_before"),
-        "wer_after": metrics.get("wer_after"),
-        "eval_wer": metrics.get("eval_wer"),
-        "best_wer": metrics.get("best_wer"),
-        "best_step": metrics.get("best_step"),
-        "capped_after": metrics.get("capped_after"),
-        "samples_per_s": metrics.get("samples_per_s"),
+        # WERs and CERs are fractions; each names its split.
+        **{k: metrics.get(k) for k in RESULT_METRICS},
+        "samples_per_second": metrics.get("samples_per_second"),
         "peak_rss_mb_rank0": metrics.get("peak_rss_mb"),
         "peak_gpu_mb_rank0": metrics.get("peak_gpu_mb"),
-        "prepare_s": round(t_data, 1),
-        "job_wall_s": round(wall, 1),
+        "prepare_seconds": round(t_data, 1),
+        "job_wall_seconds": round(wall, 1),
         "checkpoints": [str(p) for p in checkpoints],
-        # None only when checkpoints are off (save_every 0): a new best is always saved.
+        # None only when checkpoints are off (saveEvery 0): a new best is always saved.
         "best_checkpoint": next(
             (str(p) for p in checkpoints if ckpt.step_of(p) == metrics.get("best_step")), None
         ),
@@ -258,7 +264,7 @@ def run(
     }
     if state and state.history:
         results["plot"] = str(
-            plot_history(state.history, out_dir / "training.png", title=cfg.run.name)
+            plot_history(state.history, out_dir / "training.png", title=cfg.name)
         )
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     return results

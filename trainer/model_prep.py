@@ -47,6 +47,44 @@ def decoder_prefix(
     return Prefix(ids=tuple(ids), eot=eot, pad=pad)
 
 
+def checked_prefix(tokenizer: Any, generation_config: Any, cfg: TrainConfig) -> Prefix:
+    """The decoder prefix for the run's language token, or a ModelError naming the field.
+
+    This is where a model known only by its files (a path, `ct2:`) meets the
+    language for the first time, before any feature or GPU time is spent.
+    """
+    from whisperft.languages import suggest_languages, token_language
+    from whisperft.trainer.model.errors import ModelError
+
+    m = cfg.model
+    token = token_language(m.language, m.train_as_language)
+    field = "spec.model.trainAsLanguage" if m.train_as_language else "spec.model.language"
+    multilingual = bool(getattr(generation_config, "is_multilingual", False))
+    if not multilingual:
+        if token not in (None, "en"):
+            raise ModelError(
+                f"{field}: {token!r}, but model {m.name!r} is English-only; use a multilingual "
+                "Whisper (e.g. openai/whisper-small) or language en"
+            )
+    else:
+        known = sorted(k.strip("<|>") for k in (getattr(generation_config, "lang_to_id", {}) or {}))
+        if token is None or token not in known:
+            hint = ", ".join(suggest_languages(token or "", known)) or ", ".join(known[:5])
+            extra = (
+                "; to train a language Whisper has no token for, set "
+                "spec.model.trainAsLanguage to a related language's code"
+                if not m.train_as_language
+                else ""
+            )
+            raise ModelError(
+                f"{field}: model {m.name!r} has no language token {token!r} "
+                f"(nearest: {hint}){extra}"
+            )
+    return decoder_prefix(
+        tokenizer, generation_config, multilingual=multilingual, language=token, task=m.task
+    )
+
+
 def uses_encoder_cache(cfg: TrainConfig) -> bool:
     t = cfg.training
     return t.freeze_encoder and t.cache_encoder_outputs and not t.spec_augment

@@ -26,8 +26,10 @@ class Progress:
     epoch: float
     loss: float | None = None
     eval_wer: float | None = None
-    baseline_wer: float | None = None
-    best_wer: float | None = None
+    best_eval_wer: float | None = None
+    best_step: int | None = None
+    test_wer_before: float | None = None
+    test_wer_after: float | None = None
     samples_per_second: float | None = None
     last_checkpoint: str | None = None
 
@@ -38,8 +40,10 @@ class Progress:
             "epoch": round(self.epoch, 4),
             "loss": _round(self.loss),
             "evalWer": _round(self.eval_wer),
-            "baselineWer": _round(self.baseline_wer),
-            "bestWer": _round(self.best_wer),
+            "bestEvalWer": _round(self.best_eval_wer),
+            "bestStep": self.best_step,
+            "testWerBefore": _round(self.test_wer_before),
+            "testWerAfter": _round(self.test_wer_after),
             "samplesPerSecond": _round(self.samples_per_second),
             "updatedAt": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from whisperft.languages import token_language
 from whisperft.trainer import checkpoint as ckpt
 from whisperft.trainer.config import TrainConfig
 from whisperft.trainer.data.collator import collate, micro_batch, micro_batches_per_epoch
@@ -31,7 +32,8 @@ from whisperft.trainer.deepspeed_config import (
     total_steps,
 )
 from whisperft.trainer.evaluation import EvalResult, decode_features, score
-from whisperft.trainer.model_prep import decoder_prefix, prepare_for_training, uses_encoder_cache
+from whisperft.trainer.job import WorkerJob
+from whisperft.trainer.model_prep import checked_prefix, prepare_for_training, uses_encoder_cache
 from whisperft.trainer.progress import Progress, sink_from_env
 
 log = logging.getLogger("whisperft.trainer")
@@ -40,26 +42,24 @@ log = logging.getLogger("whisperft.trainer")
 class Worker:
     """State of one rank; methods are the steps of the recipe."""
 
-    def __init__(self, job: dict[str, Any]) -> None:
+    def __init__(self, job: WorkerJob) -> None:
         import torch
         from ray import train
 
         self.job = job
-        self.cfg = TrainConfig.model_validate(job["config"])
+        self.cfg: TrainConfig = job.config
         ctx = train.get_context()
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
-        self.cuda = bool(self.cfg.scaling.use_gpu and torch.cuda.is_available())
+        self.cuda = bool(self.cfg.runtime.use_gpu and torch.cuda.is_available())
         self.device = (
             torch.device("cuda", torch.cuda.current_device()) if self.cuda else torch.device("cpu")
         )
         self.precision = resolve_precision(
             self.cfg, cuda=self.cuda, bf16_supported=self.cuda and torch.cuda.is_bf16_supported()
         )
-        self.run_dir = Path(job["run_dir"])
-        self.train_set = FeatureSet.open(Path(job["train_features"]))
-        self.eval_sets = {
-            name: FeatureSet.open(Path(p)) for name, p in job["eval_features"].items()
-        }
+        self.run_dir = job.run_dir
+        self.train_set = FeatureSet.open(job.train_features)
+        self.eval_sets = {name: FeatureSet.open(p) for name, p in job.eval_features.items()}
         self.steps = total_steps(self.cfg, n_train=len(self.train_set), world_size=self.world)
         self.sink = sink_from_env() if self.rank == 0 else None
         self.states: Any = None
@@ -76,19 +76,16 @@ class Worker:
         torch.manual_seed(seed + self.rank)
         np.random.seed(seed + self.rank)
         random.seed(seed + self.rank)
-        model_dir = self.job["model_dir"]
+        model_dir = self.job.model_dir
         self.processor = WhisperProcessor.from_pretrained(model_dir)
         model = WhisperForConditionalGeneration.from_pretrained(
             model_dir, attn_implementation="sdpa"
         )
         self.multilingual = bool(getattr(model.generation_config, "is_multilingual", False))
         self.counts = prepare_for_training(model, self.cfg)
-        self.prefix = decoder_prefix(
-            self.processor.tokenizer,
-            model.generation_config,
-            multilingual=self.multilingual,
-            language=self.cfg.model.language,
-            task=self.cfg.model.task,
+        self.prefix = checked_prefix(self.processor.tokenizer, model.generation_config, self.cfg)
+        self.token_language = token_language(
+            self.cfg.model.language, self.cfg.model.train_as_language
         )
         ds_config = build_deepspeed_config(
             self.cfg,
@@ -112,7 +109,7 @@ class Worker:
             if "scheduler" in ds_config
             else (lambda opt: LambdaLR(opt, schedule)),
         )
-        self.zero3 = self.cfg.training.deepspeed.stage == 3
+        self.zero3 = self.cfg.zero_stage == 3
         # ZeRO-3 evaluates a plain copy on rank 0 (see module docstring).
         self.eval_model = (
             WhisperForConditionalGeneration.from_pretrained(model_dir, attn_implementation="sdpa")
@@ -128,10 +125,7 @@ class Worker:
 
         k = ec.frozen_prefix_layers(model, self.cfg.training.train_top_encoder_layers)
         out = ec.cache_dir_for(
-            Path(self.job["encoder_cache_root"]),
-            self.job["model_dir"],
-            self.job["train_features"],
-            k,
+            self.job.encoder_cache_root, str(self.job.model_dir), str(self.job.train_features), k
         )
         tic = time.perf_counter()
         ec.build_sharded(model, self.train_set.features, out, k=k, rank=self.rank, world=self.world)
@@ -158,7 +152,7 @@ class Worker:
         if dist.is_initialized() and self.world > 1:
             dist.broadcast_object_list(box, src=0)
         found = box[0]
-        config = self.cfg.model_dump(mode="json")
+        config = self.cfg.to_wire()
         fresh = ckpt.TrainerState(
             step=0,
             micro_step=0,
@@ -278,7 +272,7 @@ class Worker:
         all_idx = list(range(len(fs)))
         t, m = self.cfg.training, self.cfg.model
         common = dict(
-            language=m.language,
+            language=self.token_language,
             task=m.task,
             batch_size=t.eval_batch_size,
             max_new_tokens=t.max_new_tokens,
@@ -309,6 +303,7 @@ class Worker:
                 capped += c
             texts = [by_index[i] for i in all_idx]
         ids = [m_.get("id", str(i)) for i, m_ in enumerate(fs.meta)]
+        # Scored in the speech's own language (normaliser, CER), whatever token decoded it.
         return score(fs.sentences, texts, ids, m.language, capped)
 
     # -- checkpoints ------------------------------------------------------------------
@@ -367,7 +362,13 @@ class Worker:
         else:
             module.save_pretrained(target, safe_serialization=True)
         self.processor.save_pretrained(target)
-        module.generation_config.save_pretrained(target)
+        gen = module.generation_config
+        if self.multilingual:
+            # Decode the exported model under the token it was trained with, by default.
+            gen.language, gen.task = self.token_language, self.cfg.model.task
+        # The speech's own language (for normaliser and CER), when it has no token of its own.
+        gen.whisperft_language = self.cfg.model.language
+        gen.save_pretrained(target)
 
     # -- reporting ----------------------------------------------------------------------
     def publish(self, state: ckpt.TrainerState, **kw: Any) -> None:
@@ -378,8 +379,9 @@ class Worker:
                 step=state.step,
                 total_steps=self.steps,
                 epoch=state.micro_step / max(1, self._micro_per_epoch()),
-                baseline_wer=state.baseline_wer,
-                best_wer=state.best_wer,
+                test_wer_before=state.baseline_wer,
+                best_eval_wer=state.best_wer,
+                best_step=state.best_step,
                 **kw,
             )
         )
@@ -401,23 +403,27 @@ def _whisper_keys(state_dict: dict[str, Any]) -> dict[str, Any]:
 
 # What fixes which examples a step sees (data.collator.micro_batch); a change breaks exact resume.
 _DATA_POSITION_FIELDS = (
-    ("training", "batch_size_per_worker"),
-    ("training", "grad_accum"),
+    ("training", "batchSizePerWorker"),
+    ("training", "gradAccum"),
     ("training", "seed"),
-    ("data", "path"),
-    ("data", "train_split"),
-    ("data", "max_train_examples"),
-    ("data", "min_duration_s"),
-    ("data", "max_duration_s"),
+    ("dataset", "path"),
+    ("dataset", "trainSplit"),
+    ("dataset", "maxTrainExamples"),
+    ("dataset", "minDurationSeconds"),
+    ("dataset", "maxDurationSeconds"),
 )
 
 
 def data_position_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Dotted names of data-order settings that differ between a checkpoint and this run."""
+    """Dotted spec fields of data-order settings that differ between a checkpoint and this run."""
+
+    def get(config: dict[str, Any], section: str, key: str) -> Any:
+        return ((config.get("spec") or {}).get(section) or {}).get(key)
+
     return [
-        f"{section}.{key}"
+        f"spec.{section}.{key}"
         for section, key in _DATA_POSITION_FIELDS
-        if (saved.get(section) or {}).get(key) != (current.get(section) or {}).get(key)
+        if get(saved, section, key) != get(current, section, key)
     ]
 
 

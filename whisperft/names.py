@@ -31,6 +31,8 @@ ENV_CONFIG_PATH: Final = "WHISPERFT_CONFIG"
 
 # Where the rendered pods mount things; the trainer reads the same constants.
 CONFIG_MOUNT_DIR: Final = "/etc/whisperft"
-CONFIG_FILE_NAME: Final = "train.yaml"
+# The attempt's ConfigMap: the resource as admitted, and what the operator resolved for it.
+FINETUNE_FILE_NAME: Final = "finetune.yaml"
+RUNTIME_FILE_NAME: Final = "runtime.yaml"
 CHECKPOINT_MOUNT_DIR: Final = "/checkpoints"
 DATA_MOUNT_DIR: Final = "/data"

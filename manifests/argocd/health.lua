@@ -56,8 +56,8 @@ end
 if status.phase == "Succeeded" then
   hs.status = "Healthy"
   hs.message = "Fine-tune succeeded"
-  if status.progress ~= nil and status.progress.bestWer ~= nil then
-    hs.message = hs.message .. string.format(" (best WER %.4f)", status.progress.bestWer)
+  if status.progress ~= nil and status.progress.testWerAfter ~= nil then
+    hs.message = hs.message .. string.format(" (test WER %.1f%%)", 100 * status.progress.testWerAfter)
   end
   return hs
 end

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import types
+from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 from pydantic.alias_generators import to_camel
 
 # Kubernetes resource.Quantity, as the API server's own OpenAPI writes it.
@@ -41,15 +42,41 @@ IMMUTABLE = cel(
 )
 
 
+def _integer_only(annotation: Any) -> bool:
+    """Whether a field takes integers but not floats (int, Literal[0, 1], int | None)."""
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        return bool(args) and all(_integer_only(a) for a in args)
+    if origin is Literal:
+        return all(isinstance(v, int) and not isinstance(v, bool) for v in get_args(annotation))
+    return annotation is int
+
+
 class ApiModel(BaseModel):
-    """camelCase on the wire, snake_case in Python; unknown fields are an error."""
+    """camelCase on the wire, snake_case in Python; unknown fields are an error.
+
+    Strict, like the API server's schema check: a quoted number or boolean
+    (`workers: "2"`, `suspend: "true"`) is refused, not coerced. The one
+    coercion the server also makes is an integral float for an integer field.
+    """
 
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
+        strict=True,
         use_attribute_docstrings=False,
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _integral_float(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, float) and value.is_integer() and info.field_name:
+            field = cls.model_fields.get(info.field_name)
+            if field is not None and _integer_only(field.annotation):
+                return int(value)
+        return value
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON form the API server stores (camelCase, unset optionals left out)."""

@@ -42,17 +42,23 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "description": "Optimizer steps done / planned.",
     },
     {
-        "name": "WER",
+        "name": "Eval WER",
         "type": "number",
         "jsonPath": ".status.progress.evalWer",
-        "description": "Latest eval WER.",
+        "description": "Eval-split WER at the last evaluation (a fraction).",
     },
     {
-        "name": "Baseline",
+        "name": "Test before",
         "type": "number",
-        "jsonPath": ".status.progress.baselineWer",
+        "jsonPath": ".status.progress.testWerBefore",
         "priority": 1,
-        "description": "WER before fine-tuning.",
+        "description": "Test-split WER of the starting model (a fraction).",
+    },
+    {
+        "name": "Test after",
+        "type": "number",
+        "jsonPath": ".status.progress.testWerAfter",
+        "description": "Test-split WER after fine-tuning (a fraction).",
     },
     {
         "name": "Attempt",

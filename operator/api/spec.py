@@ -22,7 +22,7 @@ from whisperft.operator.api.base import (
 )
 from whisperft.operator.api.spec_resources import ResourcesSpec
 from whisperft.operator.api.spec_training import TrainingSpec
-from whisperft.trainer.config import (
+from whisperft.operator.api.types import (
     WHISPER_MAX_AUDIO_SECONDS,
     WHISPER_MAX_LABEL_TOKENS,
     DataFormat,
@@ -33,6 +33,7 @@ MAX_RESTARTS_LIMIT = 100  # keeps `<name>-<attempt>` inside KubeRay's 47-charact
 NAME_MAX_LENGTH = 40
 # DNS-1035: KubeRay makes Services from the RayJob name, which starts with ours.
 NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+LANGUAGE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]+)?$"
 
 
 class ModelSpec(ApiModel):
@@ -61,8 +62,23 @@ class ModelSpec(ApiModel):
         "en",
         min_length=2,
         max_length=16,
-        pattern=r"^[a-z]{2,3}(-[A-Za-z]+)?$",
-        description="Language code for Whisper's prefix tokens (e.g. en, sw).",
+        pattern=LANGUAGE_PATTERN,
+        description=(
+            "Language of the speech (e.g. en, sw). It picks Whisper's language token, unless "
+            "trainAsLanguage names another, and the text normaliser (CER is reported as well "
+            "for scripts written without spaces)."
+        ),
+    )
+    train_as_language: str | None = Field(
+        None,
+        min_length=2,
+        max_length=16,
+        pattern=LANGUAGE_PATTERN,
+        description=(
+            "For a language the model has no token for: the existing language token to train "
+            "and evaluate under (usually a related language, e.g. sw for Luganda). Recorded in "
+            "the results and the exported model's generation config."
+        ),
     )
     task: Task = Field("transcribe", description="transcribe or translate (to English).")
 
@@ -210,6 +226,19 @@ class CheckpointsSpec(ApiModel):
         return self
 
 
+class OutputSpec(ApiModel):
+    location: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1024,
+        description=(
+            "Where the final model, results.json and plots go. Unset: on the checkpoint claim "
+            "(cluster) or runs/<name> (whisperft train). A local directory is for whisperft "
+            "train only; the operator refuses one."
+        ),
+    )
+
+
 class SecretKeyRef(ApiModel):
     """A key in a Secret in the same namespace; secrets are never inline."""
 
@@ -238,6 +267,11 @@ class WhisperFineTuneSpec(ApiModel):
     )
     checkpoints: CheckpointsSpec = Field(
         description="Persistent volume for checkpoints and the final model; training resumes from it. Immutable."
+    )
+    output: OutputSpec = Field(
+        default_factory=OutputSpec,
+        description="Where the finished model goes.",
+        json_schema_extra={"default": {}},
     )
     hf_token_secret_ref: SecretKeyRef | None = Field(
         None,

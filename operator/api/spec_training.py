@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -11,10 +11,7 @@ from whisperft.operator.api.base import (
     cel,
     crd_extra,
 )
-from whisperft.trainer.config import (
-    LrSchedule,
-    Precision,
-)
+from whisperft.operator.api.types import WHISPER_MAX_LABEL_TOKENS, LrSchedule, Precision
 
 
 class DeepSpeedSpec(ApiModel):
@@ -57,6 +54,14 @@ class DeepSpeedSpec(ApiModel):
     offload_params: bool | None = Field(
         None, description="Keep parameters in CPU memory (explicit mode, stage 3)."
     )
+    overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "Expert use: raw keys merged last into the generated DeepSpeed JSON (e.g. "
+            "zero_optimization.reduce_bucket_size). The memory plan does not see them."
+        ),
+        json_schema_extra={"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+    )
 
     @model_validator(mode="after")
     def _rules(self) -> DeepSpeedSpec:
@@ -82,6 +87,11 @@ class TrainingSpec(ApiModel):
                 "has(self.maxSteps) != has(self.epochs)",
                 "set exactly one of training.maxSteps or training.epochs",
                 field_path=".maxSteps",
+            ),
+            cel(
+                "self.trainTopEncoderLayers == 0 || self.freezeEncoder",
+                "trainTopEncoderLayers applies to a frozen encoder: set freezeEncoder: true",
+                field_path=".trainTopEncoderLayers",
             ),
         )
     )
@@ -111,7 +121,24 @@ class TrainingSpec(ApiModel):
         False, description="Recompute activations in backward: much less memory, about 30% slower."
     )
     freeze_encoder: bool = Field(
-        False, description="Train only the decoder (the encoder is about 80% of the compute)."
+        False,
+        description=(
+            "Freeze the conv stem and the encoder layers below trainTopEncoderLayers (the "
+            "encoder is about 80% of the compute)."
+        ),
+    )
+    train_top_encoder_layers: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="With freezeEncoder: how many top encoder layers still train (0: decoder only).",
+    )
+    cache_encoder_outputs: bool = Field(
+        True,
+        description=(
+            "With freezeEncoder and no specAugment: compute the frozen encoder prefix once per "
+            "clip and train only the rest (its outputs are cached next to the features)."
+        ),
     )
     spec_augment: bool = Field(False, description="SpecAugment masking on the input features.")
     deepspeed: DeepSpeedSpec = Field(
@@ -119,17 +146,41 @@ class TrainingSpec(ApiModel):
         description="DeepSpeed ZeRO settings.",
         json_schema_extra={"default": {}},
     )
+    max_grad_norm: float = Field(
+        1.0, gt=0.0, le=1000.0, description="Gradient clipping: the global L2 norm's ceiling."
+    )
     eval_every: int = Field(
-        0, ge=0, le=10_000_000, description="Evaluate every N steps (0: at start and end only)."
+        0,
+        ge=0,
+        le=10_000_000,
+        description="Evaluate the eval split every N steps (0: at the end only; the test split is scored before and after).",
     )
     save_every: int = Field(
         0, ge=0, le=10_000_000, description="Checkpoint every N steps (0: at the end only)."
     )
-    keep_checkpoints: int = Field(2, ge=1, le=100, description="Checkpoints kept on the claim.")
+    log_every: int = Field(
+        10, gt=0, le=10_000_000, description="One log line (and status update) every N steps."
+    )
+    keep_checkpoints: int = Field(
+        2, ge=1, le=100, description="Checkpoints kept (the best eval one is kept as well)."
+    )
+    eval_batch_size: int = Field(
+        16, gt=0, le=1024, description="Clips per decoding batch in evaluation (per worker)."
+    )
+    max_new_tokens: int = Field(
+        128,
+        gt=0,
+        le=WHISPER_MAX_LABEL_TOKENS,
+        description="Cap on greedy decoding length in evaluation; decodes that hit it are counted.",
+    )
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Random seed.")
 
     @model_validator(mode="after")
     def _length(self) -> TrainingSpec:
         if (self.max_steps is None) == (self.epochs is None):
             raise ValueError("set exactly one of training.maxSteps or training.epochs")
+        if self.train_top_encoder_layers and not self.freeze_encoder:
+            raise ValueError(
+                "trainTopEncoderLayers applies to a frozen encoder: set freezeEncoder: true"
+            )
         return self

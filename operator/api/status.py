@@ -10,8 +10,8 @@ from whisperft.operator.api.phase import ConditionStatus, ConditionType, Phase
 
 
 class Condition(ApiModel):
-    type: ConditionType = Field(description="Condition type.")
-    status: ConditionStatus = Field(description="True, False or Unknown.")
+    type: ConditionType = Field(strict=False, description="Condition type.")
+    status: ConditionStatus = Field(strict=False, description="True, False or Unknown.")
     reason: str = Field(max_length=128, description="CamelCase machine-readable reason.")
     message: str = Field("", max_length=4096, description="Human-readable explanation.")
     last_transition_time: str | None = Field(
@@ -30,12 +30,18 @@ class Progress(ApiModel):
     epoch: float | None = Field(None, ge=0, description="Passes over the train split so far.")
     loss: float | None = Field(None, description="Recent training loss.")
     eval_wer: float | None = Field(
-        None, ge=0, description="WER on the eval split at the last evaluation."
+        None, ge=0, description="WER (a fraction) on the eval split at the last evaluation."
     )
-    baseline_wer: float | None = Field(
-        None, ge=0, description="WER of the starting model on the eval split."
+    best_eval_wer: float | None = Field(
+        None, ge=0, description="Lowest eval-split WER so far (a fraction)."
     )
-    best_wer: float | None = Field(None, ge=0, description="Best eval WER so far.")
+    best_step: int | None = Field(None, ge=0, description="Step of the lowest eval-split WER.")
+    test_wer_before: float | None = Field(
+        None, ge=0, description="WER (a fraction) of the starting model on the test split."
+    )
+    test_wer_after: float | None = Field(
+        None, ge=0, description="WER (a fraction) of the fine-tuned model on the test split."
+    )
     samples_per_second: float | None = Field(
         None, ge=0, description="Training throughput over all workers."
     )
@@ -67,7 +73,8 @@ class Plan(ApiModel):
 
 class WhisperFineTuneStatus(ApiModel):
     phase: Phase | None = Field(
-        None, description="Pending, Planning, Running, Succeeded, Failed or Suspended."
+        None,
+        strict=False, description="Pending, Planning, Running, Succeeded, Failed or Suspended."
     )
     message: str | None = Field(None, max_length=4096, description="Latest human-readable state.")
     conditions: list[Condition] = Field(

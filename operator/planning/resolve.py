@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from kubernetes.utils.quantity import parse_quantity
 
 from whisperft.operator.api.phase import Reason
+from whisperft.operator.planning import admission
 from whisperft.operator.api.spec import WhisperFineTuneSpec
 from whisperft.operator.planning.memory import Plan, PlanInput, plan_memory
 from whisperft.operator.settings import NodePool, Settings
@@ -54,6 +55,32 @@ def _worker_size(spec: WhisperFineTuneSpec, settings: Settings) -> PodSize:
     return PodSize(spec.resources.cpu or defaults.cpu, spec.resources.memory or defaults.memory)
 
 
+def plan_input(
+    spec: WhisperFineTuneSpec, *, gpu_memory_gib: float | None, pod_memory_gib: float | None
+) -> PlanInput:
+    """The planner's view of a spec (the operator and local runs plan alike)."""
+    r = spec.resources
+    ds = spec.training.deepspeed
+    explicit = (
+        (ds.stage or 0, bool(ds.offload_optimizer), bool(ds.offload_params))
+        if ds.mode == "explicit"
+        else None
+    )
+    gpus = r.effective_gpus_per_worker
+    return PlanInput(
+        model_name=spec.model.name,
+        train_workers=r.workers * gpus if gpus else r.workers,
+        gpus_per_pod=max(gpus, 1),
+        batch_per_worker=spec.training.batch_size_per_worker,
+        gradient_checkpointing=spec.training.gradient_checkpointing,
+        freeze_encoder=spec.training.freeze_encoder,
+        precision=spec.training.precision,
+        gpu_memory_gib=gpu_memory_gib,
+        pod_memory_gib=pod_memory_gib,
+        explicit=explicit,
+    )
+
+
 def resolve(spec: WhisperFineTuneSpec, settings: Settings) -> Resolution:
     r = spec.resources
     worker = _worker_size(spec, settings)
@@ -62,28 +89,17 @@ def resolve(spec: WhisperFineTuneSpec, settings: Settings) -> Resolution:
     )
     shm = r.shm_size or settings.shm_size
     pool = settings.pool(r.accelerator)
-    ds = spec.training.deepspeed
-    explicit = (
-        (ds.stage or 0, bool(ds.offload_optimizer), bool(ds.offload_params))
-        if ds.mode == "explicit"
-        else None
-    )
-    gpus = r.effective_gpus_per_worker
-    inp = PlanInput(
-        model_name=spec.model.name,
-        train_workers=r.workers * gpus if gpus else r.workers,
-        gpus_per_pod=max(gpus, 1),
-        batch_per_worker=spec.training.batch_size_per_worker,
-        gradient_checkpointing=spec.training.gradient_checkpointing,
-        freeze_encoder=spec.training.freeze_encoder,
-        precision=spec.training.precision,
+    inp = plan_input(
+        spec,
         gpu_memory_gib=pool.gpu_memory_gib if pool else None,
         pod_memory_gib=worker.memory_gib,
-        explicit=explicit,
     )
     plan = plan_memory(inp)
     problem: Problem | None = None
-    if r.accelerator and pool is None:
+    refused = admission.language_problem(spec) or admission.cluster_problem(spec)
+    if refused:
+        problem = Problem(Reason.INVALID_SPEC, refused)
+    elif r.accelerator and pool is None:
         known = ", ".join(sorted(settings.node_pools)) or "none"
         problem = Problem(
             Reason.UNKNOWN_ACCELERATOR,

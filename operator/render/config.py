@@ -1,8 +1,11 @@
-"""The ConfigMap holding the trainer's TrainConfig YAML for one attempt."""
+"""The ConfigMap of one attempt: the resource as admitted and the runtime the
+operator resolved for it, the two files `whisperft train` reads in the pod."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import yaml
 
 from whisperft import names
 from whisperft.operator.render.meta import Meta, config_map_name, object_meta
@@ -10,6 +13,12 @@ from whisperft.trainer.config import TrainConfig
 
 
 def render_config_map(config: TrainConfig, meta: Meta, attempt: int) -> dict[str, Any]:
+    resource = {
+        "apiVersion": names.API_VERSION,
+        "kind": names.KIND,
+        "metadata": {"name": meta.name, "namespace": meta.namespace},
+        "spec": config.spec.to_wire(),
+    }
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -18,5 +27,8 @@ def render_config_map(config: TrainConfig, meta: Meta, attempt: int) -> dict[str
         ),
         # Immutable: an attempt's config never changes under a running job.
         "immutable": True,
-        "data": {names.CONFIG_FILE_NAME: config.to_yaml()},
+        "data": {
+            names.FINETUNE_FILE_NAME: yaml.safe_dump(resource, sort_keys=False),
+            names.RUNTIME_FILE_NAME: yaml.safe_dump(config.runtime.to_wire(), sort_keys=False),
+        },
     }

@@ -55,7 +55,7 @@ def _env(spec: WhisperFineTuneSpec, meta: Meta, attempt: int) -> list[dict[str, 
         {"name": names.ENV_FINETUNE_NAMESPACE, "value": meta.namespace},
         {
             "name": names.ENV_CONFIG_PATH,
-            "value": f"{names.CONFIG_MOUNT_DIR}/{names.CONFIG_FILE_NAME}",
+            "value": f"{names.CONFIG_MOUNT_DIR}/{names.FINETUNE_FILE_NAME}",
         },
         {"name": ENV_ATTEMPT, "value": str(attempt)},
         {"name": "HF_HOME", "value": HF_HOME},

@@ -12,8 +12,11 @@ from whisperft.operator.render.pods import head_template, submitter_template, wo
 from whisperft.operator.settings import Settings
 
 RAY_API_VERSION = "ray.io/v1"
+# The pod runs the same command as a local run, on the admitted resource, with
+# the operator's runtime instead of the local one.
 ENTRYPOINT = (
-    f"whisperft train --config {names.CONFIG_MOUNT_DIR}/{names.CONFIG_FILE_NAME} --ray-address auto"
+    f"whisperft train {names.CONFIG_MOUNT_DIR}/{names.FINETUNE_FILE_NAME}"
+    f" --runtime {names.CONFIG_MOUNT_DIR}/{names.RUNTIME_FILE_NAME} --ray-address auto"
 )
 
 

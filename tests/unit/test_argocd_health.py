@@ -86,12 +86,12 @@ CASES: list[tuple[str, dict[str, Any] | None, int, str, str]] = [
         {
             "phase": "Succeeded",
             "observedGeneration": 1,
-            "progress": {"bestWer": 0.0731, "evalWer": 0.08},
+            "progress": {"testWerAfter": 0.0731, "evalWer": 0.08},
             "conditions": [cond("Succeeded", "True", "JobSucceeded")],
         },
         1,
         "Healthy",
-        "Fine-tune succeeded (best WER 0.0731)",
+        "Fine-tune succeeded (test WER 7.3%)",
     ),
     ("succeeded without progress", {"phase": "Succeeded"}, 1, "Healthy", "Fine-tune succeeded"),
     (
