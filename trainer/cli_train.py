@@ -7,8 +7,6 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from whisperft.trainer.config import ConfigError, TrainConfig
 
 if TYPE_CHECKING:
@@ -97,6 +95,7 @@ def load_config(path: str, overrides: list[str], runtime_path: str | None = None
 
 def _dry_run(args: argparse.Namespace) -> int:
     """Print the resolved run; a file that only this machine cannot run is still valid."""
+    from whisperft.operator.api.resource import dump_yaml
     from whisperft.trainer.config import load_runtime
     from whisperft.trainer.local_runtime import local_runtime
 
@@ -104,7 +103,7 @@ def _dry_run(args: argparse.Namespace) -> int:
     try:
         runtime = load_runtime(args.runtime) if args.runtime else local_runtime(resource)
     except ConfigError as exc:
-        sys.stdout.write(yaml.safe_dump(resource.to_wire(), sort_keys=False))
+        sys.stdout.write(dump_yaml(resource.to_wire()))
         print(f"note: valid, but not runnable on this machine as it is: {exc}", file=sys.stderr)
         return 0
     sys.stdout.write(TrainConfig.build(resource, runtime).to_yaml())

@@ -15,14 +15,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field, ValidationError
 
 from whisperft.operator.api.base import ApiModel
 from whisperft.operator.api.resource import (
     SpecError,
     WhisperFineTune,
+    dump_yaml,
     load_resource_file,
+    parse_yaml,
+    read_text,
 )
 from whisperft.operator.api.spec import (
     DatasetSpec,
@@ -102,21 +104,16 @@ class TrainConfig(ApiModel):
             raise ConfigError(describe_errors(exc, source)) from None
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_wire(), sort_keys=False)
+        return dump_yaml(self.to_wire())
 
 
 def load_runtime(path: str | Path) -> Runtime:
     """A runtime.yaml the operator rendered."""
-    p = Path(path)
+    docs = parse_yaml(read_text(path), source=str(path))
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-        return Runtime.model_validate(raw)
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: runtime file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: cannot parse YAML: {exc}") from None
+        return Runtime.model_validate(docs[0] if docs else {})
     except ValidationError as exc:
-        raise ConfigError(describe_errors(exc, str(p))) from None
+        raise ConfigError(describe_errors(exc, str(path))) from None
 
 
 __all__ = [

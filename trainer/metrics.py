@@ -106,5 +106,5 @@ def score_texts(
     """WER, plus CER when ``whisperft.languages.uses_cer(language)``."""
     return Scores(
         wer=wer(references, hypotheses, language),
-        cer=cer(references, hypotheses, language) if True else None,
+        cer=cer(references, hypotheses, language) if uses_cer(language) else None,
     )

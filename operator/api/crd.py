@@ -124,8 +124,10 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             continue
         if key == "default" and value is None:
             continue
-        if key == "additionalProperties" and value is False:
-            continue  # unknown fields are refused by field validation / pruned
+        if key == "additionalProperties" and isinstance(value, bool):
+            # False: unknown fields are refused by field validation / pruned; True
+            # (dict[str, Any]) is spelled x-kubernetes-preserve-unknown-fields.
+            continue
         if key == "const":
             out["enum"] = [value]
             continue

@@ -84,6 +84,18 @@ KubeYamlLoader.add_implicit_resolver(
 )
 
 
+class KubeYamlDumper(yaml.SafeDumper):
+    """Quotes every string KubeYamlLoader would read as another type (e.g. '1e-5')."""
+
+
+KubeYamlDumper.yaml_implicit_resolvers = KubeYamlLoader.yaml_implicit_resolvers
+
+
+def dump_yaml(data: Any) -> str:
+    """YAML that kubectl and `parse_yaml` read back to the same values."""
+    return yaml.dump(data, Dumper=KubeYamlDumper, sort_keys=False)
+
+
 def parse_yaml(text: str, *, source: str) -> list[Any]:
     """The non-empty documents of a YAML text, scalars typed as kubectl types them."""
     try:

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from whisperft import names
+from whisperft.operator.api.resource import dump_yaml
 from whisperft.operator.render.meta import Meta, config_map_name, object_meta
 from whisperft.trainer.config import TrainConfig
 
@@ -28,7 +27,7 @@ def render_config_map(config: TrainConfig, meta: Meta, attempt: int) -> dict[str
         # Immutable: an attempt's config never changes under a running job.
         "immutable": True,
         "data": {
-            names.FINETUNE_FILE_NAME: yaml.safe_dump(resource, sort_keys=False),
-            names.RUNTIME_FILE_NAME: yaml.safe_dump(config.runtime.to_wire(), sort_keys=False),
+            names.FINETUNE_FILE_NAME: dump_yaml(resource),
+            names.RUNTIME_FILE_NAME: dump_yaml(config.runtime.to_wire()),
         },
     }

@@ -54,7 +54,9 @@ def test_names_come_from_whisperft_names(crd: dict[str, Any]) -> None:
     cols = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
     assert cols["Phase"] == ".status.phase"
     assert cols["Progress"] == ".status.progressText"
-    assert cols["WER"] == ".status.progress.evalWer"
+    assert cols["Eval WER"] == ".status.progress.evalWer"
+    assert cols["Test before"] == ".status.progress.testWerBefore"
+    assert cols["Test after"] == ".status.progress.testWerAfter"
     assert cols["Age"] == ".metadata.creationTimestamp"
 
 

@@ -2,7 +2,7 @@ import itertools
 
 import pytest
 
-from whisperft.trainer.config import TrainConfig
+from trainconfig_factory import train_config
 from whisperft.trainer.deepspeed_config import (
     build_deepspeed_config,
     lr_schedule,
@@ -13,13 +13,18 @@ from whisperft.trainer.deepspeed_config import (
 pytestmark = pytest.mark.unit
 
 
-def cfg(**training: object) -> TrainConfig:
-    return TrainConfig.from_dict({"training": {"max_steps": 100, **training}})
+def cfg(stage: int = 2, offload_optimizer: bool = False, offload_params: bool = False, **training: object):  # type: ignore[no-untyped-def]
+    return train_config(
+        training={"maxSteps": 100, **training},
+        stage=stage,
+        offload_optimizer=offload_optimizer,
+        offload_params=offload_params,
+    )
 
 
 def test_batch_arithmetic_and_cpu_optimizer() -> None:
     c = build_deepspeed_config(
-        cfg(batch_size_per_worker=4, grad_accum=3),
+        cfg(batchSizePerWorker=4, gradAccum=3),
         world_size=2,
         precision="fp32",
         cuda=False,
@@ -33,7 +38,7 @@ def test_batch_arithmetic_and_cpu_optimizer() -> None:
 
 def test_gpu_offload_and_stage3() -> None:
     c = build_deepspeed_config(
-        cfg(deepspeed={"stage": 3, "offload_optimizer": True, "offload_params": True}),
+        cfg(stage=3, offload_optimizer=True, offload_params=True),
         world_size=8,
         precision="bf16",
         cuda=True,
@@ -52,7 +57,7 @@ def test_schedule_is_ours_not_deepspeeds() -> None:
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine", "constant"])
 def test_first_step_trains_peak_at_warmup_last_step_still_moves(schedule: str) -> None:
-    f = lr_schedule(cfg(lr_schedule=schedule, warmup_steps=4), steps=20)
+    f = lr_schedule(cfg(lrSchedule=schedule, warmupSteps=4), steps=20)
     factors = [f(done) for done in range(20)]  # one per optimizer step, 1..20
     assert factors[:4] == [0.25, 0.5, 0.75, 1.0]
     assert factors[4] == 1.0  # first step after warm-up is at the peak
@@ -65,17 +70,17 @@ def test_first_step_trains_peak_at_warmup_last_step_still_moves(schedule: str) -
 
 
 def test_warmup_is_clamped_below_the_run_length() -> None:
-    f = lr_schedule(cfg(warmup_steps=500), steps=50)
+    f = lr_schedule(cfg(warmupSteps=500), steps=50)
     assert f(48) == 1.0 and f(0) == pytest.approx(1 / 49)
-    two = lr_schedule(cfg(warmup_steps=1), steps=2)
+    two = lr_schedule(cfg(warmupSteps=1), steps=2)
     assert two(0) == 1.0 and two(1) > 0.0  # a 2-step run trains on both steps
 
 
 def test_overrides_merge_last() -> None:
     c = build_deepspeed_config(
         cfg(
+            stage=1,
             deepspeed={
-                "stage": 1,
                 "overrides": {
                     "zero_optimization": {"reduce_bucket_size": 123},
                     "wall_clock_breakdown": True,
@@ -103,6 +108,6 @@ def test_precision_resolution() -> None:
 
 
 def test_total_steps_from_epochs() -> None:
-    c = TrainConfig.from_dict({"training": {"epochs": 2, "batch_size_per_worker": 5}})
+    c = train_config(training={"epochs": 2, "batchSizePerWorker": 5})
     assert total_steps(c, n_train=100, world_size=2) == 20
     assert total_steps(cfg(), n_train=1, world_size=64) == 100

@@ -153,6 +153,9 @@ def test_suggestions() -> None:
     assert suggest_languages("mandarin", v2)[0] == "zh"
     assert suggest_languages("sww", v2)[0] == "sw"
     assert suggest_languages("swahilli", v2)[0] == "sw"
+    # a name's own code beats codes that merely look alike ("la" for "lao", "ta" for "thai")
+    assert suggest_languages("lao", v2, n=1) == ["lo"]
+    assert suggest_languages("Thai", v2, n=1) == ["th"]
     assert len(suggest_languages("swahili", v2, n=1)) == 1
     assert len(suggest_languages("s", v2, n=10)) <= 10
     got = suggest_languages("es-ES", v2, n=5)

@@ -18,8 +18,10 @@ def test_status_patch_validates_against_the_status_model() -> None:
         epoch=0.8,
         loss=0.4321,
         eval_wer=0.25,
-        baseline_wer=0.34,
-        best_wer=0.2,
+        best_eval_wer=0.2,
+        best_step=8,
+        test_wer_before=0.34,
+        test_wer_after=0.1,
         samples_per_second=3.1,
         last_checkpoint="/ckpt/run/checkpoint_step_00000010",
     )
@@ -29,6 +31,8 @@ def test_status_patch_validates_against_the_status_model() -> None:
     assert status.progress is not None
     assert status.progress.step == 10 and status.progress.total_steps == 40
     assert status.progress.eval_wer == 0.25 and status.last_checkpoint.endswith("00000010")
+    assert (status.progress.test_wer_before, status.progress.test_wer_after) == (0.34, 0.1)
+    assert (status.progress.best_eval_wer, status.progress.best_step) == (0.2, 8)
     # the trainer never writes what the operator owns
     assert set(patch["status"]) == {"progress", "lastCheckpoint"}
 

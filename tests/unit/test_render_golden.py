@@ -17,12 +17,12 @@ import pytest
 import yaml
 
 from whisperft import names
-from whisperft.operator.api.resource import parse_resource
+from whisperft.operator.api.resource import load_resources, parse_resource, parse_yaml
 from whisperft.operator.render.bundle import Rendered, render_attempt
 from whisperft.operator.render.meta import Meta
 from whisperft.operator.render.output import to_yaml
 from whisperft.operator.settings import Settings
-from whisperft.trainer.config import TrainConfig
+from whisperft.trainer.config import Runtime, TrainConfig
 
 pytestmark = pytest.mark.unit
 
@@ -30,6 +30,14 @@ GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("WHISPERFT_UPDATE_GOLDEN") == "1"
 
 UID = "7d2c1a4e-0000-4000-8000-000000000001"
+
+
+def config_of(out: Rendered) -> TrainConfig:
+    """What `whisperft train` in the pod reads from the attempt's ConfigMap."""
+    data = out.of_kind("ConfigMap")[0]["data"]
+    resource = load_resources(data[names.FINETUNE_FILE_NAME], source="finetune.yaml")[0]
+    runtime = Runtime.model_validate(parse_yaml(data[names.RUNTIME_FILE_NAME], source="rt")[0])
+    return TrainConfig.build(resource, runtime)
 
 
 def _base(name: str, **spec: Any) -> dict[str, Any]:
@@ -236,12 +244,15 @@ def test_invariants(name: str, body: dict[str, Any], attempt: int) -> None:
     # The ConfigMap holds a TrainConfig the trainer itself accepts, with the contract's paths.
     cm = out.of_kind("ConfigMap")[0]
     assert cm["immutable"] is True
-    cfg = TrainConfig.from_dict(yaml.safe_load(cm["data"][names.CONFIG_FILE_NAME]))
-    assert cfg.run.name == name
-    assert cfg.run.storage_path == names.CHECKPOINT_MOUNT_DIR
-    assert cfg.run.output_dir == f"{names.CHECKPOINT_MOUNT_DIR}/{name}/output"
+    cfg = config_of(out)
+    assert cfg.name == name
+    # The pod trains the spec as admitted: nothing lost or renamed on the way.
+    assert cfg.spec == parse_resource(body).spec
+    assert cfg.runtime.storage_path == names.CHECKPOINT_MOUNT_DIR
+    assert cfg.runtime.output_dir == f"{names.CHECKPOINT_MOUNT_DIR}/{name}/output"
     assert js["entrypoint"] == (
-        f"whisperft train --config {names.CONFIG_MOUNT_DIR}/{names.CONFIG_FILE_NAME} --ray-address auto"
+        f"whisperft train {names.CONFIG_MOUNT_DIR}/{names.FINETUNE_FILE_NAME} "
+        f"--runtime {names.CONFIG_MOUNT_DIR}/{names.RUNTIME_FILE_NAME} --ray-address auto"
     )
 
 
@@ -264,12 +275,10 @@ def test_gpu_placement_comes_from_the_pool_table() -> None:
     assert limits["nvidia.com/gpu"] == "4"
     head = rayjob["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
     assert "nodeSelector" not in head and "tolerations" not in head
-    cfg = TrainConfig.from_dict(
-        yaml.safe_load(out.of_kind("ConfigMap")[0]["data"][names.CONFIG_FILE_NAME])
-    )
-    assert cfg.scaling.workers == 8 and cfg.scaling.use_gpu and cfg.scaling.gpus_per_worker == 1
-    assert cfg.data.path == f"{names.DATA_MOUNT_DIR}/cv-17/sw"
-    assert (cfg.training.deepspeed.stage, cfg.training.deepspeed.offload_optimizer) == (3, True)
+    cfg = config_of(out)
+    assert cfg.runtime.workers == 8 and cfg.runtime.use_gpu
+    assert cfg.runtime.data_path == f"{names.DATA_MOUNT_DIR}/cv-17/sw"
+    assert (cfg.runtime.deepspeed.stage, cfg.runtime.deepspeed.offload_optimizer) == (3, True)
 
 
 def test_cpu_workers_get_no_gpus_and_no_pool() -> None:
@@ -279,10 +288,8 @@ def test_cpu_workers_get_no_gpus_and_no_pool() -> None:
     ]
     assert "nodeSelector" not in pod and "tolerations" not in pod
     assert not any("gpu" in k for k in pod["containers"][0]["resources"]["limits"])
-    cfg = TrainConfig.from_dict(
-        yaml.safe_load(out.of_kind("ConfigMap")[0]["data"][names.CONFIG_FILE_NAME])
-    )
-    assert cfg.scaling.workers == 2 and not cfg.scaling.use_gpu
+    cfg = config_of(out)
+    assert cfg.runtime.workers == 2 and not cfg.runtime.use_gpu
 
 
 def test_unknown_accelerator_renders_nothing_and_names_the_pools() -> None:

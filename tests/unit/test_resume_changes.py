@@ -4,30 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-from whisperft.trainer.config import TrainConfig
+from trainconfig_factory import train_config
 from whisperft.trainer.worker import data_position_changes
 
 pytestmark = pytest.mark.unit
 
 
 def test_only_data_order_settings_count() -> None:
-    saved = TrainConfig().model_dump(mode="json")
-    same = TrainConfig().model_dump(mode="json")
+    saved = train_config().to_wire()
+    same = train_config().to_wire()
     assert data_position_changes(saved, same) == []
-    other = TrainConfig.from_dict(
-        {
-            "training": {
-                "max_steps": 100,
-                "learning_rate": 3e-5,
-                "batch_size_per_worker": 4,
-                "seed": 7,
-            },
-            "data": {"path": "bundled:sw"},
-        }
-    ).model_dump(mode="json")
-    # the learning rate is not a data-order setting
+    other = train_config(
+        training={"maxSteps": 100, "learningRate": 3e-5, "batchSizePerWorker": 4, "seed": 7},
+        dataset={"path": "bundled:sw"},
+        model={"name": "bundled:base", "language": "sw"},
+    ).to_wire()
+    # the learning rate (and the model) are not data-order settings
     assert data_position_changes(saved, other) == [
-        "training.batch_size_per_worker",
-        "training.seed",
-        "data.path",
+        "spec.training.batchSizePerWorker",
+        "spec.training.seed",
+        "spec.dataset.path",
     ]
