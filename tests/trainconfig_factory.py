@@ -26,8 +26,12 @@ def train_config(
         "checkpoints": {"size": "1Gi"},
     }
     resource = parse_resource(
-        {"apiVersion": "whisperft.io/v1alpha1", "kind": "WhisperFineTune",
-         "metadata": {"name": name}, "spec": spec}
+        {
+            "apiVersion": "whisperft.io/v1alpha1",
+            "kind": "WhisperFineTune",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
     )
     rt = Runtime.model_validate(
         {

@@ -30,5 +30,7 @@ class WorkerJob:
     def from_loop_config(cls, loop_config: dict[str, object]) -> WorkerJob:
         job = loop_config.get(cls.KEY)
         if not isinstance(job, cls):
-            raise TypeError(f"train_loop_config[{cls.KEY!r}] is {type(job).__name__}, not WorkerJob")
+            raise TypeError(
+                f"train_loop_config[{cls.KEY!r}] is {type(job).__name__}, not WorkerJob"
+            )
         return job

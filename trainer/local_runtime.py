@@ -73,7 +73,7 @@ def local_runtime(
         use_gpu=bool(gpus_each),
         cpus_per_worker=cpus,
         deepspeed=ResolvedDeepSpeed(
-            stage=plan.stage,  # type: ignore[arg-type]
+            stage=plan.stage,
             offload_optimizer=plan.offload_optimizer,
             offload_params=plan.offload_params,
         ),

@@ -21,7 +21,6 @@ from whisperft.trainer import checkpoint as ckpt
 from whisperft.trainer.config import TrainConfig
 from whisperft.trainer.data.collator import micro_batches_per_epoch
 from whisperft.trainer.data.errors import DataError
-from whisperft.trainer.job import WorkerJob
 from whisperft.trainer.data.features import (
     FeatureSet,
     build_feature_set,
@@ -29,6 +28,7 @@ from whisperft.trainer.data.features import (
     label_ids,
     source_fingerprint,
 )
+from whisperft.trainer.job import WorkerJob
 from whisperft.trainer.model.sources import cache_root
 from whisperft.trainer.model_prep import Prefix, checked_prefix
 
@@ -263,8 +263,6 @@ def run(
         "history": state.history if state else [],
     }
     if state and state.history:
-        results["plot"] = str(
-            plot_history(state.history, out_dir / "training.png", title=cfg.name)
-        )
+        results["plot"] = str(plot_history(state.history, out_dir / "training.png", title=cfg.name))
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     return results

@@ -33,6 +33,7 @@ from whisperft.trainer.deepspeed_config import (
 )
 from whisperft.trainer.evaluation import EvalResult, decode_features, score
 from whisperft.trainer.job import WorkerJob
+from whisperft.trainer.model.quiet_save import no_save_progress
 from whisperft.trainer.model_prep import checked_prefix, prepare_for_training, uses_encoder_cache
 from whisperft.trainer.progress import Progress, sink_from_env
 
@@ -355,12 +356,13 @@ class Worker:
         target = out_dir / "model"
         target.mkdir(parents=True, exist_ok=True)
         module = self.whisper
-        if state_dict is not None:
-            module.save_pretrained(
-                target, state_dict=_whisper_keys(state_dict), safe_serialization=True
-            )
-        else:
-            module.save_pretrained(target, safe_serialization=True)
+        with no_save_progress():
+            if state_dict is not None:
+                module.save_pretrained(
+                    target, state_dict=_whisper_keys(state_dict), safe_serialization=True
+                )
+            else:
+                module.save_pretrained(target, safe_serialization=True)
         self.processor.save_pretrained(target)
         gen = module.generation_config
         if self.multilingual:

@@ -66,7 +66,11 @@ class KubeYamlLoader(yaml.SafeLoader):
 
 
 KubeYamlLoader.yaml_implicit_resolvers = {
-    key: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:float", "tag:yaml.org,2002:int")]
+    key: [
+        (tag, rx)
+        for tag, rx in resolvers
+        if tag not in ("tag:yaml.org,2002:float", "tag:yaml.org,2002:int")
+    ]
     for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 KubeYamlLoader.add_implicit_resolver(
@@ -99,7 +103,7 @@ def dump_yaml(data: Any) -> str:
 def parse_yaml(text: str, *, source: str) -> list[Any]:
     """The non-empty documents of a YAML text, scalars typed as kubectl types them."""
     try:
-        return [d for d in yaml.load_all(text, Loader=KubeYamlLoader) if d is not None]  # noqa: S506
+        return [d for d in yaml.load_all(text, Loader=KubeYamlLoader) if d is not None]
     except yaml.YAMLError as exc:
         raise SpecError(f"{source}: cannot parse YAML: {exc}") from None
 

@@ -74,7 +74,8 @@ class Plan(ApiModel):
 class WhisperFineTuneStatus(ApiModel):
     phase: Phase | None = Field(
         None,
-        strict=False, description="Pending, Planning, Running, Succeeded, Failed or Suspended."
+        strict=False,
+        description="Pending, Planning, Running, Succeeded, Failed or Suspended.",
     )
     message: str | None = Field(None, max_length=4096, description="Latest human-readable state.")
     conditions: list[Condition] = Field(

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from kubernetes.utils.quantity import parse_quantity
 
 from whisperft.operator.api.phase import Reason
-from whisperft.operator.planning import admission
 from whisperft.operator.api.spec import WhisperFineTuneSpec
+from whisperft.operator.planning import admission
 from whisperft.operator.planning.memory import Plan, PlanInput, plan_memory
 from whisperft.operator.settings import NodePool, Settings
 

@@ -35,7 +35,7 @@ def build_runtime(spec: WhisperFineTuneSpec, meta: Meta, plan: Plan, pod_cpus: f
         use_gpu=gpus > 0,
         cpus_per_worker=float(max(1, math.floor(pod_cpus / max(gpus, 1)))),
         deepspeed=ResolvedDeepSpeed(
-            stage=plan.stage,  # type: ignore[arg-type]
+            stage=plan.stage,
             offload_optimizer=plan.offload_optimizer,
             offload_params=plan.offload_params,
         ),

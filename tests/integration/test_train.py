@@ -25,48 +25,53 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900
 
 
 def write_config(tmp: Path, name: str, **training: Any) -> Path:
+    """A WhisperFineTune file, the same format `kubectl apply` takes."""
     stage = training.pop("stage", 2)
-    cfg = {
-        "model": {"name": "bundled:tiny.en", "language": "en"},
-        "data": {"path": "bundled:en", "max_train_examples": 32, "max_eval_examples": 8},
+    model = training.pop("model", {"name": "bundled:tiny.en", "language": "en"})
+    dataset = training.pop("dataset", {"path": "bundled:en"})
+    spec = {
+        "model": model,
+        "dataset": {"maxTrainExamples": 32, "maxEvalExamples": 8, **dataset},
         "training": {
-            "max_steps": 4,
-            "batch_size_per_worker": 4,
-            "learning_rate": 1e-4,
-            "warmup_steps": 1,
-            "freeze_encoder": True,
-            "train_top_encoder_layers": 1,
-            "save_every": 2,
-            "keep_checkpoints": 5,
-            "eval_batch_size": 8,
-            "max_new_tokens": 48,
-            "log_every": 1,
-            "deepspeed": {"stage": stage},
+            "maxSteps": 4,
+            "batchSizePerWorker": 4,
+            "learningRate": 1e-4,
+            "warmupSteps": 1,
+            "freezeEncoder": True,
+            "trainTopEncoderLayers": 1,
+            "saveEvery": 2,
+            "keepCheckpoints": 5,
+            "evalBatchSize": 8,
+            "maxNewTokens": 48,
+            "logEvery": 1,
+            "deepspeed": {"mode": "explicit", "stage": stage},
             **training,
         },
-        "scaling": {"workers": 2, "max_failures": 2},
-        "run": {
-            "name": name,
-            "storage_path": str(tmp / "store"),
-            "output_dir": str(tmp / "out" / name),
-        },
+        "resources": {"workers": 2},
+        "checkpoints": {"size": "1Gi"},
+        "output": {"location": str(tmp / "out" / name)},
     }
     path = tmp / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "whisperft.io/v1alpha1",
+                "kind": "WhisperFineTune",
+                "metadata": {"name": name},
+                "spec": spec,
+            }
+        )
+    )
     return path
 
 
+def run_dir(tmp: Path, name: str) -> Path:
+    """Ray Train's run directory of a local run: <output>/checkpoints/<name>."""
+    return tmp / "out" / name / "checkpoints" / name
+
+
 def train(config: Path, *extra: str, timeout: float = 800) -> subprocess.CompletedProcess[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "whisperft",
-        "train",
-        "--config",
-        str(config),
-        "--no-progress",
-        *extra,
-    ]
+    cmd = [sys.executable, "-m", "whisperft", "train", str(config), "--no-progress", *extra]
     proc = subprocess.run(
         cmd,
         capture_output=True,
@@ -101,22 +106,25 @@ def test_short_run_zero3_end_to_end(tmp_path: Path) -> None:
         tmp_path,
         "z3",
         stage=3,
-        freeze_encoder=False,
-        max_steps=2,
-        save_every=1,
-        gradient_checkpointing=True,
-        spec_augment=True,
-        grad_accum=2,
-        eval_every=1,
+        freezeEncoder=False,
+        trainTopEncoderLayers=0,
+        maxSteps=2,
+        saveEvery=1,
+        gradientCheckpointing=True,
+        specAugment=True,
+        gradAccum=2,
+        evalEvery=1,
     )
     proc = train(cfg)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / "out" / "z3"
     results = json.loads((out / "results.json").read_text())
     assert results["steps"] == 2
-    assert 0.0 <= results["wer_before"] < 1.0 and 0.0 <= results["wer_after"] < 1.0
+    assert 0.0 <= results["test_wer_before"] < 1.0 and 0.0 <= results["test_wer_after"] < 1.0
+    assert results["test_cer_before"] is None  # English is scored by words only
     assert results["data"]["train"]["n"] == 32 and results["data"]["test"]["n"] == 8
-    assert results["job_wall_s"] > 0 and results["peak_rss_mb_rank0"] > 100
+    assert results["job_wall_seconds"] > 0 and results["peak_rss_mb_rank0"] > 100
+    assert results["config"]["runtime"]["deepspeed"]["stage"] == 3
     assert (out / "training.png").stat().st_size > 10_000
     steps = [ckpt.step_of(Path(p)) for p in results["checkpoints"]]
     assert steps == [2, 1]
@@ -159,21 +167,21 @@ def test_restart_resumes_at_saved_step_with_same_optimizer_state(tmp_path: Path)
     The newest checkpoint is then truncated, so the new run must fall back to
     the previous complete one, with a warning, and still finish.
     """
-    first = train(write_config(tmp_path, "rs", max_steps=4, save_every=2))
+    first = train(write_config(tmp_path, "rs", maxSteps=4, saveEvery=2))
     assert first.returncode == 0
-    run_dir = tmp_path / "store" / "rs"
+    rd = run_dir(tmp_path, "rs")
     saved = {
         ckpt.step_of(p): json.loads((p / ckpt.STATE_FILE).read_text())
-        for p in ckpt.list_checkpoints(run_dir)
+        for p in ckpt.list_checkpoints(rd)
     }
     assert sorted(saved) == [2, 4]
     # damage the newest checkpoint: a truncated optimizer shard
-    shard = next((run_dir / ckpt.dir_name(4) / ckpt.DS_TAG).glob("*optim_states.pt"))
+    shard = next((rd / ckpt.dir_name(4) / ckpt.DS_TAG).glob("*optim_states.pt"))
     shard.write_bytes(shard.read_bytes()[:100])
-    second = train(write_config(tmp_path, "rs", max_steps=6, save_every=2))
+    second = train(write_config(tmp_path, "rs", maxSteps=6, saveEvery=2))
     assert second.returncode == 0
     assert "skipping checkpoint" in second.stdout + second.stderr
-    state = state_of(run_dir)
+    state = state_of(rd)
     assert state.step == 6
     events = resumed_events(state)
     assert [e["step"] for e in events] == [2]
@@ -181,9 +189,9 @@ def test_restart_resumes_at_saved_step_with_same_optimizer_state(tmp_path: Path)
     assert saved[2]["optim_fingerprint"] != 0.0
     # A finished run started again (a retry after KubeRay reported a failure late)
     # resumes at its last step, trains nothing and still reports its results.
-    third = train(write_config(tmp_path, "rs", max_steps=6, save_every=2))
+    third = train(write_config(tmp_path, "rs", maxSteps=6, saveEvery=2))
     assert third.returncode == 0
-    assert [e["step"] for e in resumed_events(state_of(run_dir))] == [2]
+    assert [e["step"] for e in resumed_events(state_of(rd))] == [2]
     assert "resumed from checkpoint_step_00000006 at step 6/6" in third.stdout + third.stderr
     assert json.loads((tmp_path / "out" / "rs" / "results.json").read_text())["steps"] == 6
 
@@ -200,9 +208,9 @@ def _train_workers() -> list[psutil.Process]:
 
 
 def test_killed_worker_resumes_from_last_checkpoint(tmp_path: Path) -> None:
-    cfg = write_config(tmp_path, "ft", max_steps=8, save_every=2, keep_checkpoints=10)
-    run_dir = tmp_path / "store" / "ft"
-    cmd = [sys.executable, "-m", "whisperft", "train", "--config", str(cfg), "--no-progress"]
+    cfg = write_config(tmp_path, "ft", maxSteps=8, saveEvery=2, keepCheckpoints=10)
+    rd = run_dir(tmp_path, "ft")
+    cmd = [sys.executable, "-m", "whisperft", "train", str(cfg), "--no-progress"]
     log = (tmp_path / "ft.log").open("w")
     proc = subprocess.Popen(
         cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -211,7 +219,7 @@ def test_killed_worker_resumes_from_last_checkpoint(tmp_path: Path) -> None:
     deadline = time.monotonic() + 600
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            good = [p for p in ckpt.list_checkpoints(run_dir) if ckpt.problem(p) is None]
+            good = [p for p in ckpt.list_checkpoints(rd) if ckpt.problem(p) is None]
             if good and ckpt.step_of(good[0]) == 4:
                 workers = _train_workers()
                 if workers:
@@ -224,7 +232,7 @@ def test_killed_worker_resumes_from_last_checkpoint(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-    state = state_of(run_dir)
+    state = state_of(rd)
     assert state.step == 8
     events = resumed_events(state)
     assert len(events) == 1
@@ -236,9 +244,12 @@ def test_killed_worker_resumes_from_last_checkpoint(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("override", "named"),
     [
-        ("data.path=/nonexistent/corpus", "/nonexistent/corpus"),
-        ("model.name=ct2:/nonexistent/export", "/nonexistent/export"),
-        ("training.batch_size_per_worker=64", "cannot fill one batch of 64 on each of 2 workers"),
+        ("spec.dataset.path=/nonexistent/corpus", "/nonexistent/corpus"),
+        ("spec.model.name=ct2:/nonexistent/export", "/nonexistent/export"),
+        (
+            "spec.training.batchSizePerWorker=64",
+            "cannot fill one batch of 64 on each of 2 workers",
+        ),
     ],
 )
 def test_bad_model_or_data_is_one_clear_error(tmp_path: Path, override: str, named: str) -> None:
@@ -247,4 +258,44 @@ def test_bad_model_or_data_is_one_clear_error(tmp_path: Path, override: str, nam
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and named in proc.stderr
     assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "store" / "bad").exists()
+    assert not run_dir(tmp_path, "bad").exists()
+
+
+def test_model_known_only_by_its_files_is_checked_first(tmp_path: Path) -> None:
+    """A path (not a name the operator knows) that turns out English-only: exit 2
+    naming the field, before any feature is computed or Ray started."""
+    from whisperft.trainer.model import resolve_model_dir
+
+    local = resolve_model_dir("bundled:tiny.en")  # a plain HF directory now
+    cfg = write_config(tmp_path, "path", model={"name": str(local), "language": "sw"})
+    proc = train(cfg, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "spec.model.language" in proc.stderr and "English-only" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not run_dir(tmp_path, "path").exists()
+
+
+def test_language_without_a_token_trains_under_a_related_one(tmp_path: Path) -> None:
+    """Congo Swahili (swc) has no Whisper token: trained and evaluated under sw,
+    recorded in the results and in the exported model's generation config."""
+    cfg = write_config(
+        tmp_path,
+        "swc",
+        model={"name": "bundled:base", "language": "swc", "trainAsLanguage": "sw"},
+        dataset={"path": "bundled:sw", "maxTrainExamples": 16, "maxEvalExamples": 4},
+        maxSteps=2,
+        saveEvery=0,
+        keepCheckpoints=1,
+    )
+    proc = train(cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "out" / "swc"
+    results = json.loads((out / "results.json").read_text())
+    assert (results["language"], results["language_token"]) == ("swc", "sw")
+    gen = json.loads((out / "model" / "generation_config.json").read_text())
+    assert gen["language"] == "sw" and gen["whisperft_language"] == "swc"
+    assert results["test_wer_before"] is not None and results["test_wer_after"] is not None
+    # Without trainAsLanguage the same file is refused before anything runs.
+    refused = train(cfg, "--set", "spec.model.trainAsLanguage=null", timeout=120)
+    assert refused.returncode == 2
+    assert "spec.model.language" in refused.stderr and "trainAsLanguage" in refused.stderr

@@ -1,8 +1,8 @@
 import itertools
 
 import pytest
-
 from trainconfig_factory import train_config
+
 from whisperft.trainer.deepspeed_config import (
     build_deepspeed_config,
     lr_schedule,
@@ -13,7 +13,12 @@ from whisperft.trainer.deepspeed_config import (
 pytestmark = pytest.mark.unit
 
 
-def cfg(stage: int = 2, offload_optimizer: bool = False, offload_params: bool = False, **training: object):  # type: ignore[no-untyped-def]
+def cfg(
+    stage: int = 2,
+    offload_optimizer: bool = False,
+    offload_params: bool = False,
+    **training: object,
+):  # type: ignore[no-untyped-def]
     return train_config(
         training={"maxSteps": 100, **training},
         stage=stage,
@@ -85,7 +90,7 @@ def test_overrides_merge_last() -> None:
                     "zero_optimization": {"reduce_bucket_size": 123},
                     "wall_clock_breakdown": True,
                 },
-            }
+            },
         ),
         world_size=1,
         precision="fp32",

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from whisperft import names
 from whisperft.operator.api.resource import load_resources, parse_resource, parse_yaml

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from trainconfig_factory import train_config
+
 from whisperft.trainer.worker import data_position_changes
 
 pytestmark = pytest.mark.unit

@@ -14,7 +14,9 @@ from whisperft.trainer.config import ConfigError, Runtime, TrainConfig
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).parents[2]
-EXAMPLES = sorted([*(ROOT / "examples").glob("*.yaml"), *(ROOT / "manifests/examples").glob("*.yaml")])
+EXAMPLES = sorted(
+    [*(ROOT / "examples").glob("*.yaml"), *(ROOT / "manifests/examples").glob("*.yaml")]
+)
 
 # Every Runtime field is a platform decision. A recipe knob added here instead
 # of on the resource would make the resource unable to express a run: add it to
@@ -153,8 +155,13 @@ def test_overrides_use_the_resource_paths(tmp_path: Path) -> None:
     p = _write(tmp_path, {**BASE, "training": {"maxSteps": 10, "learningRate": 0.001}})
     c = load_config(
         str(p),
-        ["spec.training.maxSteps=3", "spec.resources.workers=1", "spec.model.name=bundled:base",
-         "spec.model.language=sw", "spec.output.location=" + str(tmp_path / "out")],
+        [
+            "spec.training.maxSteps=3",
+            "spec.resources.workers=1",
+            "spec.model.name=bundled:base",
+            "spec.model.language=sw",
+            "spec.output.location=" + str(tmp_path / "out"),
+        ],
     )
     assert c.training.max_steps == 3 and c.training.learning_rate == 0.001
     assert c.runtime.workers == 1 and c.model.language == "sw"
@@ -165,7 +172,7 @@ def test_overrides_use_the_resource_paths(tmp_path: Path) -> None:
         apply_overrides({"spec": "x"}, ["spec.training=y"])
     assert apply_overrides({"spec": {"a": 1}}, ["spec.a=null"]) == {"spec": {"a": None}}
     # A quoted override is a string, as in the file, and refused the same way.
-    with pytest.raises(ConfigError, match="spec.training.maxSteps"):
+    with pytest.raises(ConfigError, match=r"spec\.training\.maxSteps"):
         load_config(str(p), ["spec.training.maxSteps='3'"])
 
 
@@ -179,7 +186,7 @@ def test_local_runtime_reads_the_resources(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="this machine has 0"):
         load_config(str(gpu), [])
     claim = _write(tmp_path, {**BASE, "dataset": {"path": "x", "claimName": "data"}}, "c")
-    with pytest.raises(ConfigError, match="spec.dataset.claimName"):
+    with pytest.raises(ConfigError, match=r"spec\.dataset\.claimName"):
         load_config(str(claim), [])
 
 

@@ -19,6 +19,7 @@ from whisperft.trainer.model.ct2_tokenizer import (
 )
 from whisperft.trainer.model.ct2_whisper import MappedWeights, WhisperDims, map_whisper
 from whisperft.trainer.model.errors import ModelError
+from whisperft.trainer.model.quiet_save import no_save_progress
 
 # Bump when the conversion output changes: it is part of every cache key.
 IMPORTER_VERSION = 1
@@ -148,7 +149,8 @@ def convert_ct2(source: CT2Source, out_dir: Path) -> dict[str, Any]:
         tokenizer=tokenizer,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
+    with no_save_progress():
+        model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     report = {
         "importer_version": IMPORTER_VERSION,
