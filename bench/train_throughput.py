@@ -1,11 +1,11 @@
-"""Benchmark: the demo job (or any TrainConfig) end to end -> bench/results/train_<device>.json.
+"""Benchmark: the demo job (or any WhisperFineTune file) end to end -> bench/results/train_<device>.json.
 
 Records wall time, data-preparation time, training samples/s, peak RSS (and GPU
-memory on CUDA) and WER before/after, with the machine it ran on. On a GPU
-machine pass a GPU config, e.g.:
+memory on CUDA) and test WER before/after, with the machine it ran on. On a GPU
+machine name the GPU in the resource, e.g.:
 
     python bench/train_throughput.py --config examples/demo.yaml \
-        --set scaling.use_gpu=true --set scaling.workers=1 --set training.precision=auto
+        --set spec.resources.accelerator=nvidia-h100-80gb --set spec.resources.workers=1
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from whisperft.trainer.cli_train import load_config
 from whisperft.trainer.main import run
 
 KEYS = (
-    "wer_before",
-    "wer_after",
-    "job_wall_s",
-    "prepare_s",
-    "samples_per_s",
+    "test_wer_before",
+    "test_wer_after",
+    "job_wall_seconds",
+    "prepare_seconds",
+    "samples_per_second",
     "peak_rss_mb_rank0",
     "peak_gpu_mb_rank0",
     "steps",
@@ -37,7 +37,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--config", default="examples/demo.yaml")
+    ap.add_argument("--config", default="examples/demo.yaml", help="WhisperFineTune file")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument(
         "--out", default=None, help="result file (default bench/results/train_<cpu|gpu>.json)"
@@ -46,13 +46,13 @@ def main() -> int:
     args = ap.parse_args()
     cfg = load_config(args.config, args.overrides)
     # A benchmark measures a whole run: an earlier run's checkpoints would be resumed.
-    previous = Path(cfg.run.storage_path) / cfg.run.name
+    previous = Path(cfg.runtime.storage_path) / cfg.name
     if previous.exists():
         print(f"removing the earlier run's checkpoints: {previous}")
         shutil.rmtree(previous)
     t0 = time.time()
     results = run(cfg, progress=False)
-    device = "gpu" if cfg.scaling.use_gpu else "cpu"
+    device = "gpu" if cfg.runtime.use_gpu else "cpu"
     record = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
         "machine": {

@@ -169,7 +169,7 @@ def start_attempt(
         "rayJobName": job,
         "checkpointClaim": claim_name(spec, meta),
         "checkpointPath": checkpoint_path(meta.name),
-        "plan": _plan_status(plan, rendered.config.scaling.workers if rendered.config else 1),
+        "plan": _plan_status(plan, rendered.config.runtime.workers if rendered.config else 1),
         "startTime": status.get("startTime") or now_rfc3339(),
     }
     phase = Phase.SUSPENDED if spec.suspend else Phase.PENDING

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from whisperft import __version__
 from whisperft.operator.api.base import ApiModel
@@ -50,11 +50,18 @@ from whisperft.operator.api.spec_resources import Toleration
 ENV_SETTINGS_FILE = "WHISPERFT_SETTINGS_FILE"
 
 
+class SettingsModel(ApiModel):
+    """Settings come from the chart's values and from env strings (WHISPERFT_*), so
+    unlike a user's resource a quoted number is read as the number."""
+
+    model_config = ConfigDict(strict=False)
+
+
 class SettingsError(ValueError):
     """Operator settings that cannot be used, with the problem named."""
 
 
-class NodePool(ApiModel):
+class NodePool(SettingsModel):
     node_selector: dict[str, str] = Field(
         default_factory=dict, description="Labels selecting the pool's nodes."
     )
@@ -68,7 +75,7 @@ class NodePool(ApiModel):
     bf16: bool = Field(True, description="Whether the GPU computes in bfloat16 (Ampere and newer).")
 
 
-class Resources(ApiModel):
+class Resources(SettingsModel):
     cpu: str
     memory: str
 
@@ -92,7 +99,7 @@ def _default_pools() -> dict[str, NodePool]:
     }
 
 
-class Settings(ApiModel):
+class Settings(SettingsModel):
     node_pools: dict[str, NodePool] = Field(default_factory=_default_pools)
     trainer_image: str = f"ghcr.io/whisperft/trainer:{__version__}"
     image_pull_policy: str = "IfNotPresent"

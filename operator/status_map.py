@@ -20,11 +20,14 @@ job, polled from the dashboard). Each disagreement is decided explicitly here:
   than SUCCEEDED is stale; without a suspend request it is Kueue holding the
   job in its queue (Pending/Queued), not a user suspension.
 * `ValidationFailed` and STOPPED are not retried: a retry would fail the same
-  way, or undo a deliberate stop.
+  way, or undo a deliberate stop. Nor is a job whose entrypoint exited with
+  status 2: `whisperft train` exits 2 only for bad input (data, model,
+  language, a value), which no retry on GPUs fixes; its `error:` line is the message.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +64,20 @@ class AttemptState:
     @property
     def terminal(self) -> bool:
         return self.phase.is_terminal or self.attempt_failed
+
+
+# Ray's message for a failed entrypoint: "Job entrypoint command failed with exit code 2, ..."
+_EXIT_CODE = re.compile(r"failed with exit code (\d+)")
+BAD_INPUT_EXIT_CODE = 2  # trainer/cli_train.py
+
+
+def bad_input_error(message: str) -> str | None:
+    """The trainer's `error:` line when its entrypoint exited with the bad-input status."""
+    m = _EXIT_CODE.search(message)
+    if m is None or int(m.group(1)) != BAD_INPUT_EXIT_CODE:
+        return None
+    errors = [ln.strip() for ln in message.splitlines() if ln.strip().startswith("error: ")]
+    return errors[-1].removeprefix("error: ") if errors else "the trainer refused its input"
 
 
 def _detail(raw: dict[str, Any]) -> str:
@@ -103,6 +120,13 @@ def map_rayjob_status(raw: dict[str, Any] | None, *, suspend_requested: bool) ->
         )
     if job == "STOPPED":
         return failed(Reason.JOB_STOPPED, "the Ray job was stopped", retryable=False)
+    if job == "FAILED" and (bad := bad_input_error(raw.get("message") or "")):
+        return AttemptState(
+            Phase.FAILED,
+            Reason.BAD_INPUT,
+            f"the trainer refused its input (not retried): {bad}",
+            attempt_failed=True,
+        )
     if job == "FAILED":
         text = "the training job failed"
         if dep not in ("Failed", "Complete"):

@@ -31,8 +31,8 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--language",
         default=None,
-        help="language code (e.g. en, sw); English-only models use en; "
-        "a multilingual model without it detects the language per utterance",
+        help="language code (e.g. en, sw); default: the one a whisperft-trained model was trained "
+        "under, else a multilingual model detects it per utterance; English-only models use en",
     )
     parser.add_argument("--task", choices=("transcribe", "translate"), default="transcribe")
     parser.add_argument("--batch-size", type=int, default=8, metavar="N")
@@ -64,7 +64,7 @@ def _language(requested: str | None, multilingual: bool, model: str) -> str | No
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Run the evaluation and return the JSON-ready result."""
     from whisperft.trainer.data import read_split
-    from whisperft.trainer.metrics import normalizer_for, wer
+    from whisperft.trainer.metrics import normalizer_for, score_texts
     from whisperft.trainer.model import load_model
     from whisperft.trainer.transcribe import transcribe
 
@@ -76,7 +76,12 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError("--batch-size, --limit and --max-new-tokens must be positive")
     started = time.monotonic()
     loaded = load_model(args.model)
-    language = _language(args.language, loaded.multilingual, args.model)
+    gen = loaded.model.generation_config
+    # A model whisperft exported decodes under the token it was trained with, and is
+    # scored in the speech's own language (which may have no token of its own).
+    trained_token = getattr(gen, "language", None) if loaded.multilingual else None
+    language = _language(args.language or trained_token, loaded.multilingual, args.model)
+    speech_language = args.language or getattr(gen, "whisperft_language", None) or language
     tokenizer = loaded.processor.tokenizer
     split = read_split(
         args.format,
@@ -97,7 +102,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         progress=sys.stderr.isatty(),
     )
     references = [example.sentence for example in split.examples]
-    normalise = normalizer_for(language)
+    normalise = normalizer_for(speech_language)
+    scores = score_texts(references, result.texts, speech_language)
     return {
         "model": args.model,
         "model_path": str(loaded.path),
@@ -106,10 +112,12 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "source": split.source,
         "format": args.format,
         "split": args.split,
-        "language": language,
+        "language": speech_language,
+        "language_token": language,
         "task": args.task,
         "normalizer": type(normalise).__name__,
-        "wer": wer(references, result.texts, language),
+        "wer": scores.wer,
+        "cer": scores.cer,
         "n_utterances": len(references),
         "skipped": dict(sorted(split.skipped.items())),
         "capped": result.capped,
@@ -140,8 +148,9 @@ def summary_line(result: dict[str, Any]) -> str:
         if skipped
         else "0 skipped"
     )
+    cer = f", CER {100 * result['cer']:.2f}%" if result.get("cer") is not None else ""
     return (
-        f"WER {100 * result['wer']:.2f}% on {result['n_utterances']} utterances "
+        f"WER {100 * result['wer']:.2f}%{cer} on {result['n_utterances']} utterances "
         f"[{result['model']} | {result['data']}:{result['split']} | language {result['language'] or 'auto'}]: "
         f"{skipped_text}, {result['capped']} capped decodes, {result['seconds']:.1f} s"
     )

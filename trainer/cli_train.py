@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from whisperft.trainer.config import ConfigError, TrainConfig
 
 if TYPE_CHECKING:
-    from whisperft.operator.api.resource import WhisperFineTune
+    from whisperft.client import FineTune
 
 EPILOG = """\
 FILE is a WhisperFineTune resource, the same file `kubectl apply -f` takes
@@ -71,42 +71,35 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run_command)
 
 
-def load_resource(path: str, overrides: list[str]) -> WhisperFineTune:
-    """The file parsed as strictly as the API server parses it, then admitted as the operator would."""
-    from whisperft.operator.api.resource import load_resource_file
-    from whisperft.operator.planning.admission import language_problem
-
-    resource = load_resource_file(path, overrides)
-    refused = language_problem(resource.spec)
-    if refused:
-        raise ConfigError(f"{path}: {refused}")
-    return resource
-
-
 def load_config(path: str, overrides: list[str], runtime_path: str | None = None) -> TrainConfig:
-    """The run a file describes, resolved for this machine (or by the operator's runtime file)."""
-    from whisperft.trainer.config import load_runtime
-    from whisperft.trainer.local_runtime import local_runtime
+    """The run a file describes: parsed as strictly as the API server parses it,
+    admitted as the operator admits it, resolved for this machine (or by the
+    operator's runtime file in a RayJob). The Python API takes the same path."""
+    from whisperft.client import FineTune
 
-    resource = load_resource(path, overrides)
-    runtime = load_runtime(runtime_path) if runtime_path else local_runtime(resource)
-    return TrainConfig.build(resource, runtime)
+    return _resolved(FineTune.load(path, overrides), runtime_path)
+
+
+def _resolved(ft: FineTune, runtime_path: str | None) -> TrainConfig:
+    from whisperft.trainer.config import load_runtime
+
+    if runtime_path:
+        return TrainConfig.build(ft.resource, load_runtime(runtime_path))
+    return ft.local_config()
 
 
 def _dry_run(args: argparse.Namespace) -> int:
     """Print the resolved run; a file that only this machine cannot run is still valid."""
-    from whisperft.operator.api.resource import dump_yaml
-    from whisperft.trainer.config import load_runtime
-    from whisperft.trainer.local_runtime import local_runtime
+    from whisperft.client import FineTune
 
-    resource = load_resource(args.file, args.overrides)
+    ft = FineTune.load(args.file, args.overrides)
     try:
-        runtime = load_runtime(args.runtime) if args.runtime else local_runtime(resource)
+        cfg = _resolved(ft, args.runtime)
     except ConfigError as exc:
-        sys.stdout.write(dump_yaml(resource.to_wire()))
+        sys.stdout.write(ft.to_yaml())
         print(f"note: valid, but not runnable on this machine as it is: {exc}", file=sys.stderr)
         return 0
-    sys.stdout.write(TrainConfig.build(resource, runtime).to_yaml())
+    sys.stdout.write(cfg.to_yaml())
     return 0
 
 

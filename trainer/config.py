@@ -116,11 +116,27 @@ def load_runtime(path: str | Path) -> Runtime:
         raise ConfigError(describe_errors(exc, str(path))) from None
 
 
+def config_from_files(
+    finetune_yaml: str, runtime_yaml: str, *, source: str = "configmap"
+) -> TrainConfig:
+    """The TrainConfig of an attempt from its ConfigMap's two files."""
+    from whisperft.operator.api.resource import load_resources
+
+    resource = load_resources(finetune_yaml, source=f"{source}/finetune.yaml")[0]
+    docs = parse_yaml(runtime_yaml, source=f"{source}/runtime.yaml")
+    try:
+        runtime = Runtime.model_validate(docs[0] if docs else {})
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc, f"{source}/runtime.yaml")) from None
+    return TrainConfig.build(resource, runtime)
+
+
 __all__ = [
     "ConfigError",
     "ResolvedDeepSpeed",
     "Runtime",
     "TrainConfig",
+    "config_from_files",
     "load_resource_file",
     "load_runtime",
 ]

@@ -59,6 +59,8 @@ class Reason(str, Enum):
     JOB_RUNNING = "JobRunning"
     JOB_SUCCEEDED = "JobSucceeded"
     JOB_FAILED = "JobFailed"
+    BAD_INPUT = "BadInput"
+    """The trainer exited 2: the data, the model or a value is wrong; a retry fails alike."""
     JOB_STOPPED = "JobStopped"
     JOB_STATUS_LOST = "JobStatusLost"
     DEPLOYMENT_FAILED = "DeploymentFailed"

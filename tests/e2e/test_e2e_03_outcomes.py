@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from e2e_harness.cluster import ControlPlane
 from e2e_harness.kube import Kube, condition, phase
 from e2e_harness.operator_proc import OperatorProcess
@@ -26,6 +25,7 @@ from whisperft.operator.render.meta import (
     rayjob_name,
     trainer_account_name,
 )
+from whisperft.trainer.config import TrainConfig, config_from_files
 
 pytestmark = [pytest.mark.e2e]
 
@@ -42,10 +42,12 @@ def _events_with(kube: Kube, ns: str, name: str, reason_part: str) -> list[dict[
     return [e for e in kube.events(ns, name) if reason_part in (e["reason"] or "")]
 
 
-def _train_config(kube: Kube, ns: str, name: str, attempt: int) -> dict[str, Any]:
+def _train_config(kube: Kube, ns: str, name: str, attempt: int) -> TrainConfig:
     cm = kube.get("configmap", ns, config_map_name(name, attempt))
     assert cm is not None, f"ConfigMap of attempt {attempt} missing"
-    return dict(yaml.safe_load(cm["data"][names.CONFIG_FILE_NAME]))
+    return config_from_files(
+        cm["data"][names.FINETUNE_FILE_NAME], cm["data"][names.RUNTIME_FILE_NAME]
+    )
 
 
 def _claims(rayjob: dict[str, Any]) -> set[str]:
@@ -153,8 +155,8 @@ def test_failure_with_restarts_left_resumes_from_the_same_checkpoint(
     # Same claim, same run directory: the trainer resumes from the last checkpoint.
     assert _claims(first) == _claims(second) == {checkpoint_claim_name(name)}
     c1, c2 = _train_config(kube, namespace, name, 1), _train_config(kube, namespace, name, 2)
-    assert c1["run"]["name"] == c2["run"]["name"] == name
-    assert c1["run"]["storage_path"] == c2["run"]["storage_path"]
+    assert c1.name == c2.name == name
+    assert c1.runtime.storage_path == c2.runtime.storage_path
     assert f"{c2['run']['storage_path']}/{c2['run']['name']}" == checkpoint_path(name)
     reasons = [e["reason"] for e in kube.events(namespace, name)]
     assert "AttemptFailed" in reasons and any("Retry" in r for r in reasons), reasons

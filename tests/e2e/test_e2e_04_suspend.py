@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import yaml
 from e2e_harness.cluster import ControlPlane
 from e2e_harness.kube import Kube, condition, phase
 from e2e_harness.nodes import GPU_RESOURCE
@@ -16,8 +15,15 @@ from e2e_harness.resources import dump, finetune
 
 from whisperft import names
 from whisperft.operator.render.meta import config_map_name, rayjob_name
+from whisperft.trainer.config import TrainConfig, config_from_files
 
 pytestmark = [pytest.mark.e2e]
+
+
+def _config(cm: dict[str, Any]) -> TrainConfig:
+    return config_from_files(
+        cm["data"][names.FINETUNE_FILE_NAME], cm["data"][names.RUNTIME_FILE_NAME]
+    )
 
 
 def _gpus_in_use(kube: Kube, ns: str) -> int:
@@ -119,9 +125,8 @@ def test_spec_change_while_running_is_reported_then_applied_on_resume(
     assert obj is not None and obj["status"]["rayJobName"] == rayjob_name(name, 1)
     config_1 = kube.get("configmap", namespace, config_map_name(name, 1))
     assert config_1 is not None
-    assert yaml.safe_load(config_1["data"][names.CONFIG_FILE_NAME])["training"][
-        "learning_rate"
-    ] == pytest.approx(old_lr)
+    cfg_1 = _config(config_1)
+    assert cfg_1.training.learning_rate == pytest.approx(old_lr)
 
     kube.patch_wft(namespace, name, {"spec": {"suspend": True}})
     _wait_phase(kube, namespace, name, "Suspended")
@@ -130,10 +135,11 @@ def test_spec_change_while_running_is_reported_then_applied_on_resume(
     kube.wait(f"RayJob {job_2}", lambda: kube.rayjob(namespace, job_2), timeout=60)
     config_2 = kube.get("configmap", namespace, config_map_name(name, 2))
     assert config_2 is not None
-    cfg_2 = yaml.safe_load(config_2["data"][names.CONFIG_FILE_NAME])
-    assert cfg_2["training"]["learning_rate"] == pytest.approx(new_lr)
-    cfg_1 = yaml.safe_load(config_1["data"][names.CONFIG_FILE_NAME])
-    assert cfg_2["run"] == cfg_1["run"], "the new attempt must resume the same run"
+    cfg_2 = _config(config_2)
+    assert cfg_2.training.learning_rate == pytest.approx(new_lr)
+    assert (cfg_2.name, cfg_2.runtime.storage_path) == (cfg_1.name, cfg_1.runtime.storage_path), (
+        "the new attempt must resume the same run"
+    )
     kube.wait(
         "attempt 1's RayJob deleted", lambda: kube.rayjob(namespace, rayjob_name(name, 1)) is None
     )

@@ -295,6 +295,30 @@ def test_language_without_a_token_trains_under_a_related_one(tmp_path: Path) -> 
     gen = json.loads((out / "model" / "generation_config.json").read_text())
     assert gen["language"] == "sw" and gen["whisperft_language"] == "swc"
     assert results["test_wer_before"] is not None and results["test_wer_after"] is not None
+    # `whisperft evaluate` on the exported model decodes under sw by itself.
+    scored = tmp_path / "eval.json"
+    ev = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "whisperft",
+            "evaluate",
+            "--model",
+            str(out / "model"),
+            "--data",
+            "bundled:sw",
+            "--limit",
+            "2",
+            "--json",
+            str(scored),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    e = json.loads(scored.read_text())
+    assert (e["language"], e["language_token"]) == ("swc", "sw")
     # Without trainAsLanguage the same file is refused before anything runs.
     refused = train(cfg, "--set", "spec.model.trainAsLanguage=null", timeout=120)
     assert refused.returncode == 2

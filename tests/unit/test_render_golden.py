@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 
 from whisperft import names
-from whisperft.operator.api.resource import load_resources, parse_resource, parse_yaml
+from whisperft.operator.api.resource import parse_resource
 from whisperft.operator.render.bundle import Rendered, render_attempt
 from whisperft.operator.render.meta import Meta
 from whisperft.operator.render.output import to_yaml
 from whisperft.operator.settings import Settings
-from whisperft.trainer.config import Runtime, TrainConfig
+from whisperft.trainer.config import TrainConfig, config_from_files
 
 pytestmark = pytest.mark.unit
 
@@ -34,9 +34,7 @@ UID = "7d2c1a4e-0000-4000-8000-000000000001"
 def config_of(out: Rendered) -> TrainConfig:
     """What `whisperft train` in the pod reads from the attempt's ConfigMap."""
     data = out.of_kind("ConfigMap")[0]["data"]
-    resource = load_resources(data[names.FINETUNE_FILE_NAME], source="finetune.yaml")[0]
-    runtime = Runtime.model_validate(parse_yaml(data[names.RUNTIME_FILE_NAME], source="rt")[0])
-    return TrainConfig.build(resource, runtime)
+    return config_from_files(data[names.FINETUNE_FILE_NAME], data[names.RUNTIME_FILE_NAME])
 
 
 def _base(name: str, **spec: Any) -> dict[str, Any]:

@@ -233,3 +233,33 @@ def test_merge_keeps_transition_time_while_status_is_unchanged() -> None:
         generation=None,
     )
     assert [c["type"] for c in extra] == ["Ready", "Running"]
+
+
+RAY_FAILED = (
+    "Job entrypoint command failed with exit code {code}, last available logs "
+    "(truncated to 20,000 chars):\n[whisperft] loading\n{tail}"
+)
+
+
+def test_bad_input_exit_status_is_not_retried_and_names_the_error() -> None:
+    msg = RAY_FAILED.format(
+        code=2, tail="error: spec.dataset.path: /data/cv/sw: data path does not exist\n"
+    )
+    state = map_rayjob_status(
+        {"jobDeploymentStatus": "Failed", "jobStatus": "FAILED", "message": msg},
+        suspend_requested=False,
+    )
+    assert (state.phase, state.reason.value) == (Phase.FAILED, "BadInput")
+    assert state.attempt_failed and not state.retryable
+    assert state.message.endswith("spec.dataset.path: /data/cv/sw: data path does not exist")
+    assert "Job entrypoint" not in state.message
+
+
+@pytest.mark.parametrize("code", [1, 137, 20])
+def test_other_exit_statuses_stay_retryable(code: int) -> None:
+    msg = RAY_FAILED.format(code=code, tail="error: something\nRuntimeError: boom\n")
+    state = map_rayjob_status(
+        {"jobDeploymentStatus": "Failed", "jobStatus": "FAILED", "message": msg},
+        suspend_requested=False,
+    )
+    assert (state.reason.value, state.retryable) == ("JobFailed", True)

@@ -117,6 +117,12 @@ class Kube:
             RAY_GROUP, RAY_VERSION, ns, "rayjobs", name, {"status": status}
         )
 
+    def patch_wft_status(self, ns: str, name: str, status: dict[str, Any]) -> None:
+        """Merge-patch the status as the trainer's rank 0 does."""
+        self.custom.patch_namespaced_custom_object_status(
+            names.GROUP, names.VERSION, ns, names.PLURAL, name, {"status": status}
+        )
+
     def patch_wft(self, ns: str, name: str, patch: dict[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object(
             names.GROUP, names.VERSION, ns, names.PLURAL, name, patch
