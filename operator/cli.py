@@ -14,7 +14,8 @@ from typing import Any
 
 def add_parser(sub: Any) -> None:
     crd = sub.add_parser(
-        "crd", help="print (or --write) the WhisperFineTune CRD generated from the API types"
+        "crd",
+        help="print (or --write) the WhisperFineTune CRD and its field reference (docs/resource.md), generated from the API types",
     )
     crd.add_argument("--write", action="store_true", help="write the chart and kustomize copies")
     crd.add_argument("--check", action="store_true", help="exit 1 when a committed copy differs")
@@ -76,20 +77,30 @@ def _repo_root(start: Path) -> Path:
 
 def _crd(args: argparse.Namespace) -> int:
     from whisperft.operator.api.crd import CRD_FILES, crd_yaml, write_crd_files
+    from whisperft.operator.api.reference import (
+        REFERENCE_FILE,
+        reference_markdown,
+        write_reference,
+    )
 
     if not (args.write or args.check):
         sys.stdout.write(crd_yaml())
         return 0
     root = args.root or _repo_root(Path.cwd())
     if args.check:
+        wanted = {**{p: crd_yaml() for p in CRD_FILES}, REFERENCE_FILE: reference_markdown()}
         stale = [
-            p for p in CRD_FILES if not (root / p).exists() or (root / p).read_text() != crd_yaml()
+            p
+            for p, text in wanted.items()
+            if not (root / p).exists() or (root / p).read_text() != text
         ]
         for p in stale:
             print(f"stale: {p} (run `whisperft crd --write`)", file=sys.stderr)
         return 1 if stale else 0
     for path in write_crd_files(root):
         print(f"wrote {path}")
+    if (ref := write_reference(root)) is not None:
+        print(f"wrote {ref}")
     return 0
 
 

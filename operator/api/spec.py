@@ -266,7 +266,10 @@ class WhisperFineTuneSpec(ApiModel):
         json_schema_extra={"default": {}},
     )
     checkpoints: CheckpointsSpec = Field(
-        description="Persistent volume for checkpoints and the final model; training resumes from it. Immutable."
+        description=(
+            "Persistent volume for checkpoints and the final model; training resumes from it. "
+            "Immutable. whisperft train keeps checkpoints under the output location instead."
+        )
     )
     output: OutputSpec = Field(
         default_factory=OutputSpec,

@@ -61,7 +61,10 @@ class ResourcesSpec(ApiModel):
     )
 
     workers: int = Field(
-        1, ge=1, le=256, description="Ray worker pods (each runs gpusPerWorker training processes)."
+        1,
+        ge=1,
+        le=256,
+        description="Ray worker pods, each running gpusPerWorker training processes (whisperft train: local Ray workers, CPU ones without an accelerator).",
     )
     accelerator: str | None = Field(
         None,
@@ -83,7 +86,7 @@ class ResourcesSpec(ApiModel):
         None,
         max_length=32,
         pattern=QUANTITY_PATTERN,
-        description="CPU per worker pod (default from operator settings).",
+        description="CPU per worker pod (default from operator settings; whisperft train: per local worker, default 1).",
     )
     memory: str | None = Field(
         None,

@@ -43,6 +43,26 @@ def test_committed_copy_is_current(rel: Path) -> None:
     )
 
 
+def test_field_reference_is_current_and_lists_every_spec_field() -> None:
+    from whisperft.operator.api.reference import REFERENCE_FILE, reference_markdown
+
+    text = reference_markdown()
+    assert (REPO / REFERENCE_FILE).read_text() == text, (
+        f"{REFERENCE_FILE} drifted from the API types: run `whisperft crd --write`"
+    )
+
+    def leaves(node: dict[str, Any], path: str) -> list[str]:
+        out = []
+        for name, sub in node.get("properties", {}).items():
+            out.append(f"{path}.{name}")
+            out += leaves(sub, f"{path}.{name}")
+        return out
+
+    schema = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for field in leaves(schema["properties"]["spec"], "spec"):
+        assert f"| `{field}` |" in text, field
+
+
 def test_names_come_from_whisperft_names(crd: dict[str, Any]) -> None:
     assert crd["metadata"]["name"] == names.CRD_NAME
     n = crd["spec"]["names"]
