@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from whisperft import names
 from whisperft.operator.render.rayjob import RAY_API_VERSION
 
 log = logging.getLogger(__name__)
@@ -164,3 +165,129 @@ def delete_rayjob(namespace: str, name: str) -> bool:
         if exc.status == 404:
             return False
         raise
+
+
+class RealApi:
+    """operator.act.ClusterApi on the cluster (kubernetes client, synchronous)."""
+
+    def __init__(self, field_manager: str) -> None:
+        self.field_manager = field_manager
+
+    def create_or_get(self, manifest: dict[str, Any]) -> bool:
+        from whisperft.operator.act import CreateError
+
+        try:
+            return create_or_get(manifest, self.field_manager)
+        except OwnershipConflict as exc:
+            raise CreateError(str(exc), 409, conflict=True) from None
+        except ApiException as exc:
+            what = f"{manifest['kind']} {manifest['metadata']['name']}"
+            raise CreateError(f"creating {what}: {exc.status} {_reason(exc)}", exc.status) from None
+
+    def delete_rayjob(self, namespace: str, name: str, uid: str) -> bool:
+        """Delete only the RayJob with this uid (a precondition the API server checks)."""
+        try:
+            client.CustomObjectsApi().delete_namespaced_custom_object(
+                RAY_GROUP,
+                RAY_VERSION,
+                namespace,
+                "rayjobs",
+                name,
+                body=client.V1DeleteOptions(
+                    propagation_policy="Background", preconditions=client.V1Preconditions(uid=uid)
+                ),
+                _request_timeout=TIMEOUT,
+            )
+            return True
+        except ApiException as exc:
+            if exc.status in (404, 409):  # gone, or another object now holds the name
+                return False
+            raise
+
+    def set_rayjob_suspend(self, namespace: str, name: str, uid: str, suspend: bool) -> None:
+        from whisperft.operator.act import Conflict
+
+        try:
+            client.CustomObjectsApi().patch_namespaced_custom_object(
+                RAY_GROUP,
+                RAY_VERSION,
+                namespace,
+                "rayjobs",
+                name,
+                # A JSON patch's test op makes the uid a precondition of the change.
+                [
+                    {"op": "test", "path": "/metadata/uid", "value": uid},
+                    {"op": "replace", "path": "/spec/suspend", "value": suspend},
+                ],
+                _request_timeout=TIMEOUT,
+            )
+        except ApiException as exc:
+            if exc.status in (409, 422):
+                raise Conflict(f"RayJob {namespace}/{name} is not uid {uid}") from None
+            raise
+
+    def get_finetune(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            obj: Any = client.CustomObjectsApi().get_namespaced_custom_object(
+                names.GROUP, names.VERSION, namespace, names.PLURAL, name, _request_timeout=TIMEOUT
+            )
+            return dict(obj)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list_rayjobs(self, namespace: str, finetune: str) -> list[dict[str, Any]]:
+        out: Any = client.CustomObjectsApi().list_namespaced_custom_object(
+            RAY_GROUP,
+            RAY_VERSION,
+            namespace,
+            "rayjobs",
+            label_selector=f"{names.LABEL_FINETUNE}={finetune}",
+            _request_timeout=TIMEOUT,
+        )
+        return [dict(i) for i in out.get("items", [])]
+
+    def patch_status(
+        self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None
+    ) -> dict[str, Any]:
+        from whisperft.operator.act import Conflict
+
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        try:
+            out: Any = client.CustomObjectsApi().patch_namespaced_custom_object_status(
+                names.GROUP,
+                names.VERSION,
+                namespace,
+                names.PLURAL,
+                name,
+                body,
+                _request_timeout=TIMEOUT,
+            )
+            return dict(out)
+        except ApiException as exc:
+            if exc.status == 409:
+                raise Conflict(str(exc.reason)) from None
+            raise
+
+    def event(self, view: Any, type_: str, reason: str, message: str) -> None:
+        import kopf
+
+        ref = {
+            "apiVersion": names.API_VERSION,
+            "kind": names.KIND,
+            "metadata": {"name": view.name, "namespace": view.namespace, "uid": view.uid},
+        }
+        kopf.event(cast(Any, ref), type=type_, reason=reason, message=message)
+
+
+def _reason(exc: ApiException) -> str:
+    """The API server's own message (a quota's, an admission webhook's), not the headers."""
+    import json
+
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except (TypeError, ValueError):
+        return str(exc.reason)

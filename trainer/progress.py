@@ -32,9 +32,11 @@ class Progress:
     test_wer_after: float | None = None
     samples_per_second: float | None = None
     last_checkpoint: str | None = None
+    attempt: int | None = None  # set by the sink: the attempt this trainer runs for
 
     def status_patch(self) -> dict[str, Any]:
         progress = {
+            "attempt": self.attempt,
             "step": self.step,
             "totalSteps": self.total_steps,
             "epoch": round(self.epoch, 4),
@@ -71,7 +73,7 @@ class LogSink:
 class StatusSink:
     """Cluster mode: merge-patch the WhisperFineTune's status subresource."""
 
-    def __init__(self, name: str, namespace: str) -> None:
+    def __init__(self, name: str, namespace: str, attempt: int | None = None) -> None:
         from kubernetes import client, config
 
         try:
@@ -80,9 +82,10 @@ class StatusSink:
             # Outside a pod; the client read $KUBECONFIG at import, so pass it on.
             config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
         self._api = client.CustomObjectsApi()
-        self.name, self.namespace = name, namespace
+        self.name, self.namespace, self.attempt = name, namespace, attempt
 
     def publish(self, progress: Progress) -> None:
+        progress.attempt = self.attempt
         try:
             self._api.patch_namespaced_custom_object_status(
                 names.GROUP,
@@ -100,5 +103,6 @@ def sink_from_env(env: dict[str, str] | None = None) -> ProgressSink:
     env = dict(os.environ) if env is None else env
     name, ns = env.get(names.ENV_FINETUNE_NAME), env.get(names.ENV_FINETUNE_NAMESPACE)
     if name and ns:
-        return StatusSink(name, ns)
+        attempt = env.get(names.ENV_ATTEMPT, "")
+        return StatusSink(name, ns, int(attempt) if attempt.isdigit() else None)
     return LogSink()

@@ -28,6 +28,8 @@ MANAGED_BY: Final = "whisperft-operator"
 ENV_FINETUNE_NAME: Final = "WHISPERFT_FINETUNE_NAME"
 ENV_FINETUNE_NAMESPACE: Final = "WHISPERFT_FINETUNE_NAMESPACE"
 ENV_CONFIG_PATH: Final = "WHISPERFT_CONFIG"
+# The attempt a trainer runs for; its progress reports carry it.
+ENV_ATTEMPT: Final = "WHISPERFT_ATTEMPT"
 
 # Where the rendered pods mount things; the trainer reads the same constants.
 CONFIG_MOUNT_DIR: Final = "/etc/whisperft"

@@ -23,8 +23,14 @@ class Condition(ApiModel):
 
 
 class Progress(ApiModel):
-    """Published by the trainer's rank 0; the operator never writes it."""
+    """Published by the trainer's rank 0; the operator never writes it (it clears it
+    when a new attempt starts)."""
 
+    attempt: int | None = Field(
+        None,
+        ge=1,
+        description="The attempt whose trainer reported this (older reports are ignored).",
+    )
     step: int | None = Field(None, ge=0, description="Optimizer steps done.")
     total_steps: int | None = Field(None, ge=0, description="Optimizer steps planned.")
     epoch: float | None = Field(None, ge=0, description="Passes over the train split so far.")
@@ -87,7 +93,12 @@ class WhisperFineTuneStatus(ApiModel):
         None, ge=0, description="metadata.generation the operator last acted on."
     )
     attempt: int | None = Field(None, ge=1, description="Current attempt number.")
-    restarts: int | None = Field(None, ge=0, description="Failed attempts that were retried.")
+    restarts: int | None = Field(
+        None, ge=0, description="Failed attempts that were retried (counted once the next exists)."
+    )
+    create_failures: int | None = Field(
+        None, ge=0, description="Consecutive failed tries to create the current attempt's children."
+    )
     ray_job_name: str | None = Field(
         None, max_length=253, description="RayJob of the current attempt."
     )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from whisperft import names
@@ -36,3 +38,19 @@ def counted(name: str) -> Callable[[F], F]:
         return inner  # type: ignore[return-value]
 
     return wrap
+
+
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+@contextmanager
+def one_at_a_time(body: Any) -> Iterator[None]:
+    """The timer and the change handlers never act on one object at the same time
+    (Kopf runs them concurrently in its thread pool)."""
+    md = body.get("metadata") or {}
+    key = md.get("uid") or f"{md.get('namespace')}/{md.get('name')}"
+    with _locks_guard:
+        lock = _locks.setdefault(key, threading.Lock())
+    with lock:
+        yield

@@ -8,35 +8,27 @@ from typing import Any
 import kopf
 
 from whisperft.operator import reconcile
-from whisperft.operator.handlers.common import RESOURCE, counted, settings
+from whisperft.operator.decide import SpecEdit
+from whisperft.operator.handlers.common import RESOURCE, counted, one_at_a_time, settings
 
 
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @counted("create")
-def create(
-    body: kopf.Body,
-    patch: kopf.Patch,
-    logger: logging.Logger | logging.LoggerAdapter[Any],
-    **_: Any,
-) -> None:
-    reconcile.on_create(dict(body), patch, settings(), logger)
+def create(body: kopf.Body, **_: Any) -> None:
+    with one_at_a_time(body):
+        reconcile.reconcile(dict(body), settings())
 
 
 @kopf.on.update(*RESOURCE, field="spec")
 @counted("update")
-def update(
-    body: kopf.Body,
-    patch: kopf.Patch,
-    old: Any,
-    new: Any,
-    logger: logging.Logger | logging.LoggerAdapter[Any],
-    **_: Any,
-) -> None:
-    reconcile.on_spec_change(dict(body), patch, settings(), old, new, logger)
+def update(body: kopf.Body, old: Any, new: Any, **_: Any) -> None:
+    with one_at_a_time(body):
+        reconcile.reconcile(dict(body), settings(), edit=SpecEdit(dict(old or {}), dict(new or {})))
 
 
 @kopf.on.delete(*RESOURCE)
 @counted("delete")
 def delete(body: kopf.Body, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) -> None:
-    reconcile.on_delete(dict(body), logger)
+    with one_at_a_time(body):
+        reconcile.on_delete(dict(body), settings(), logger)

@@ -1,38 +1,43 @@
-"""Status sync: an index of our RayJobs, and a timer mapping each one onto its owner."""
+"""Status sync: an index of our RayJobs, and a timer reconciling each resource from it."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import kopf
 
 from whisperft import names
 from whisperft.operator import reconcile
-from whisperft.operator.handlers.common import RESOURCE, counted, settings
+from whisperft.operator.api.phase import Phase
+from whisperft.operator.handlers.common import RESOURCE, counted, one_at_a_time, settings
+
+_FINISHED = {Phase.SUCCEEDED.value, Phase.FAILED.value}
 
 
 @kopf.index("ray.io", "v1", "rayjobs", labels={names.LABEL_MANAGED_BY: names.MANAGED_BY})
 def rayjobs(
-    namespace: str | None, name: str, body: kopf.Body, **_: Any
+    namespace: str | None, body: kopf.Body, **_: Any
 ) -> dict[tuple[str | None, str], dict[str, Any]]:
-    """(namespace, name) -> RayJob, kept current by a watch: the timer reads it without API calls."""
-    return {(namespace, name): {"metadata": dict(body.metadata), "status": dict(body.status)}}
+    """(namespace, fine-tune) -> its RayJobs, kept current by a watch: a tick makes no API call."""
+    labels: dict[str, str] = dict(body.metadata.labels or {})
+    owner = labels.get(names.LABEL_FINETUNE, "")
+    return {
+        (namespace, owner): {
+            "metadata": dict(body.metadata),
+            "spec": {"suspend": bool(dict(body.spec).get("suspend"))},
+            "status": dict(body.status),
+        }
+    }
 
 
-@kopf.timer(*RESOURCE, interval=settings().sync_interval_seconds, initial_delay=1.0)
+def _running(**kwargs: Any) -> bool:
+    """Finished resources need no timer (an edit still reaches the update handler)."""
+    return (kwargs.get("status") or {}).get("phase") not in _FINISHED
+
+
+@kopf.timer(*RESOURCE, interval=settings().sync_interval_seconds, initial_delay=1.0, when=_running)
 @counted("sync")
-def sync(
-    body: kopf.Body,
-    patch: kopf.Patch,
-    rayjobs: kopf.Index[Any, Any],
-    logger: logging.Logger | logging.LoggerAdapter[Any],
-    **_: Any,
-) -> None:
-    status = body.get("status") or {}
-    job = status.get("rayJobName")
-    found = None
-    if job:
-        for obj in rayjobs.get((body.metadata.namespace, job), []):
-            found = obj
-    reconcile.sync(dict(body), patch, settings(), found, logger)
+def sync(body: kopf.Body, rayjobs: kopf.Index[Any, Any], **_: Any) -> None:
+    found = list(rayjobs.get((body.metadata.namespace, body.metadata.name), []))
+    with one_at_a_time(body):
+        reconcile.reconcile(dict(body), settings(), rayjobs=found)

@@ -13,7 +13,6 @@ from whisperft.operator.render.storage import claim_name
 from whisperft.operator.settings import Settings
 
 HF_HOME = f"{names.CHECKPOINT_MOUNT_DIR}/.cache/huggingface"
-ENV_ATTEMPT = "WHISPERFT_ATTEMPT"
 HF_TOKEN_ENV = "HF_TOKEN"
 
 
@@ -57,7 +56,7 @@ def _env(spec: WhisperFineTuneSpec, meta: Meta, attempt: int) -> list[dict[str, 
             "name": names.ENV_CONFIG_PATH,
             "value": f"{names.CONFIG_MOUNT_DIR}/{names.FINETUNE_FILE_NAME}",
         },
-        {"name": ENV_ATTEMPT, "value": str(attempt)},
+        {"name": names.ENV_ATTEMPT, "value": str(attempt)},
         {"name": "HF_HOME", "value": HF_HOME},
     ]
     ref = spec.hf_token_secret_ref

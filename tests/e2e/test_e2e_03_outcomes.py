@@ -157,7 +157,7 @@ def test_failure_with_restarts_left_resumes_from_the_same_checkpoint(
     c1, c2 = _train_config(kube, namespace, name, 1), _train_config(kube, namespace, name, 2)
     assert c1.name == c2.name == name
     assert c1.runtime.storage_path == c2.runtime.storage_path
-    assert f"{c2['run']['storage_path']}/{c2['run']['name']}" == checkpoint_path(name)
+    assert f"{c2.runtime.storage_path}/{c2.name}" == checkpoint_path(name)
     reasons = [e["reason"] for e in kube.events(namespace, name)]
     assert "AttemptFailed" in reasons and any("Retry" in r for r in reasons), reasons
 

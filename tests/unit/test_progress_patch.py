@@ -49,8 +49,12 @@ def test_sink_from_env_picks_the_status_sink_only_on_a_cluster(
 ) -> None:
     assert isinstance(sink_from_env({}), LogSink)
     assert isinstance(sink_from_env({names.ENV_FINETUNE_NAME: "x"}), LogSink)
-    made: list[tuple[str, str]] = []
-    monkeypatch.setattr(StatusSink, "__init__", lambda self, n, ns: made.append((n, ns)))
+    made: list[tuple[str, str, int | None]] = []
+    monkeypatch.setattr(
+        StatusSink, "__init__", lambda self, n, ns, attempt: made.append((n, ns, attempt))
+    )
     env = {names.ENV_FINETUNE_NAME: "wft", names.ENV_FINETUNE_NAMESPACE: "ml"}
     assert isinstance(sink_from_env(env), StatusSink)
-    assert made == [("wft", "ml")]
+    assert isinstance(sink_from_env({**env, names.ENV_ATTEMPT: "3"}), StatusSink)
+    # the attempt the operator rendered into the pod stamps every report
+    assert made == [("wft", "ml", None), ("wft", "ml", 3)]

@@ -1,0 +1,465 @@
+"""The reconcile's decision: a pure function of one View (and, for a spec edit,
+the old and new spec) returning the actions to take and exactly one status
+write. `reconcile.py` only carries it out; `tests/unit/test_reconcile_*.py`
+drive it through sequences against an in-memory API.
+
+Rules that keep the status true under faults:
+- Children are named from the attempt (`<name>-<attempt>`), and only RayJobs
+  whose controller is this resource are ever suspended or deleted.
+- A new attempt (a retry or a resume with changes) is created first; the
+  status names it, counts the restart and the old RayJob is deleted only once
+  it exists. A create that fails changes nothing but a condition, so transient
+  API errors never spend a restart.
+- A RayJob of a newer attempt than the status names (a crash between create
+  and status write) is adopted, never duplicated by recreating the old one.
+- The trainer's progress belongs to its attempt: a new attempt clears it.
+- Every message is bounded (messages.bounded), so no status write is refused.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from whisperft.operator import spec_change
+from whisperft.operator.api.phase import ConditionType, Phase, Reason
+from whisperft.operator.api.resource import SpecError, parse_spec
+from whisperft.operator.api.spec import NAME_MAX_LENGTH, NAME_PATTERN, WhisperFineTuneSpec
+from whisperft.operator.api.status import Plan as PlanStatus
+from whisperft.operator.decisions import next_step, progress_text, status_delta
+from whisperft.operator.messages import EVENT_MESSAGE_LIMIT, bounded
+from whisperft.operator.planning.memory import Plan
+from whisperft.operator.render.bundle import Rendered
+from whisperft.operator.render.meta import Meta, checkpoint_path, rayjob_name
+from whisperft.operator.render.storage import claim_name
+from whisperft.operator.spec_change import Action as EditAction
+from whisperft.operator.status_map import (
+    AttemptState,
+    conditions_for,
+    make_condition,
+    map_rayjob_status,
+    merge_conditions,
+)
+from whisperft.operator.views import RayJobView, View
+
+Cause = Literal["first", "recreate", "retry", "resume"]
+Render = Callable[[WhisperFineTuneSpec, Meta, int], Rendered]
+
+
+# -- actions --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CreateAttempt:
+    attempt: int
+    children: tuple[dict[str, Any], ...]
+    cause: Cause
+
+
+@dataclass(frozen=True)
+class DeleteRayJob:
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class SuspendRayJob:
+    name: str
+    uid: str
+    suspend: bool
+
+
+@dataclass(frozen=True)
+class Emit:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+Action = CreateAttempt | DeleteRayJob | SuspendRayJob | Emit
+
+
+@dataclass
+class Decision:
+    """What one pass does: actions in order, then one status merge patch.
+
+    When a CreateAttempt fails, the actions after it are skipped and
+    `create_failed(view, action, error)` gives the status write instead.
+    """
+
+    actions: list[Action] = field(default_factory=list)
+    status: dict[str, Any] = field(default_factory=dict)
+    phase_changed_to: Phase | None = None  # for the transitions metric
+
+
+@dataclass(frozen=True)
+class SpecEdit:
+    old: dict[str, Any]
+    new: dict[str, Any]
+
+
+# -- helpers ----------------------------------------------------------------------------
+def _spec(view: View) -> tuple[WhisperFineTuneSpec | None, str | None]:
+    if len(view.name) > NAME_MAX_LENGTH or not re.match(NAME_PATTERN, view.name):
+        return None, (
+            f"metadata.name {view.name!r} must be a DNS-1035 label of at most {NAME_MAX_LENGTH} "
+            "characters (KubeRay names Services after it)"
+        )
+    try:
+        return parse_spec(view.spec, source="spec"), None
+    except SpecError as exc:
+        return None, str(exc)
+
+
+def _meta(view: View) -> Meta:
+    return Meta(view.name, view.namespace, view.uid)
+
+
+def _plan_status(plan: Plan, train_workers: int) -> dict[str, Any]:
+    est = plan.estimate
+    return PlanStatus(
+        zero_stage=plan.stage,
+        offload_optimizer=plan.offload_optimizer,
+        offload_params=plan.offload_params,
+        estimated_gpu_memory_gib=round(est.upper_gib, 1) if est else None,
+        gpu_memory_gib=plan.gpu_memory_gib,
+        train_workers=train_workers,
+        fits=plan.verdict in ("fits", "cpu-only", "unknown-model"),
+        notes=[bounded(n, 1024) for n in plan.notes[:16]],
+    ).to_wire()
+
+
+def _write(
+    view: View,
+    now: str,
+    *,
+    phase: Phase | None = None,
+    message: str | None = None,
+    conditions: list[dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], Phase | None]:
+    """The status merge patch: only what changes, every message bounded."""
+    current = view.raw_status
+    wanted: dict[str, Any] = dict(extra or {})
+    if phase is not None:
+        wanted["phase"] = phase.value
+    if message is not None:
+        wanted["message"] = bounded(message)
+    if conditions:
+        bounded_conds = [dict(c, message=bounded(c.get("message", ""))) for c in conditions]
+        merged = merge_conditions(
+            current.get("conditions") or [], bounded_conds, now=now, generation=view.generation
+        )
+        if [dict(c, lastTransitionTime=None) for c in merged] != [
+            dict(c, lastTransitionTime=None) for c in current.get("conditions") or []
+        ]:
+            wanted["conditions"] = merged
+    if view.generation is not None and (phase is not None or conditions):
+        wanted["observedGeneration"] = view.generation
+    patch = status_delta(current, wanted)
+    moved = phase if phase is not None and current.get("phase") != phase.value else None
+    return patch, moved
+
+
+def _transition_event(view: View, phase: Phase | None, message: str) -> list[Action]:
+    if phase is None:
+        return []
+    kind: Literal["Normal", "Warning"] = "Warning" if phase == Phase.FAILED else "Normal"
+    return [Emit(kind, phase.value, bounded(message, EVENT_MESSAGE_LIMIT))]
+
+
+def _decision(
+    view: View,
+    now: str,
+    actions: list[Action],
+    **write: Any,
+) -> Decision:
+    patch, moved = _write(view, now, **write)
+    events = _transition_event(view, moved, write.get("message") or "")
+    return Decision(actions=[*actions, *events], status=patch, phase_changed_to=moved)
+
+
+def refuse(view: View, now: str, reason: Reason, message: str) -> Decision:
+    """Nothing may be created: say why in Planned + Failed, once."""
+    conds = [
+        make_condition(ConditionType.PLANNED, False, reason, message),
+        make_condition(ConditionType.FAILED, True, reason, message),
+        make_condition(ConditionType.READY, False, reason, message),
+        make_condition(ConditionType.RUNNING, False, reason, message),
+    ]
+    return _decision(view, now, [], phase=Phase.FAILED, message=message, conditions=conds)
+
+
+# -- starting an attempt --------------------------------------------------------------------
+def start(
+    view: View,
+    spec: WhisperFineTuneSpec,
+    attempt: int,
+    cause: Cause,
+    render: Render,
+    now: str,
+    replaces: RayJobView | None = None,
+) -> Decision:
+    rendered = render(spec, _meta(view), attempt)
+    if rendered.problem is not None:
+        return refuse(view, now, rendered.problem.reason, rendered.problem.message)
+    job = rayjob_name(view.name, attempt)
+    plan = rendered.resolution.plan
+    st = view.status
+    restarts = (st.restarts or 0) + (1 if cause == "retry" else 0)
+    conds = [
+        make_condition(
+            ConditionType.PLANNED,
+            True,
+            Reason.PLAN_FITS,
+            f"ZeRO stage {plan.stage}; " + "; ".join(plan.notes),
+        ),
+        make_condition(ConditionType.UPDATE_PENDING, False, Reason.UP_TO_DATE, ""),
+    ]
+    same_attempt = cause == "recreate" and st.phase in (Phase.RUNNING, Phase.SUSPENDED)
+    extra: dict[str, Any] = {
+        "attempt": attempt,
+        "restarts": restarts,
+        "rayJobName": job,
+        "checkpointClaim": claim_name(spec, _meta(view)),
+        "checkpointPath": checkpoint_path(view.name),
+        "plan": _plan_status(plan, rendered.config.runtime.workers if rendered.config else 1),
+        "startTime": st.start_time or now,
+        "createFailures": 0,
+    }
+    if same_attempt:
+        # The RayJob of a live attempt went missing: recreate it without pretending
+        # the attempt started over (its phase and progress still hold).
+        phase = st.phase
+        message = st.message or f"attempt {attempt}: RayJob {job}"
+    else:
+        phase = Phase.SUSPENDED if spec.suspend else Phase.PENDING
+        message = f"attempt {attempt}: RayJob {job}"
+        starting = f"attempt {attempt}: Ray cluster starting"
+        conds += [
+            make_condition(t, False, Reason.CLUSTER_STARTING, starting)
+            for t in (
+                ConditionType.READY,
+                ConditionType.RUNNING,
+                ConditionType.SUCCEEDED,
+                ConditionType.FAILED,
+            )
+        ]
+        if attempt != st.attempt:
+            # The trainer's progress belongs to its attempt.
+            extra.update(progress=None, progressText=None, rayClusterName=None, dashboardURL=None)
+            extra.update(rayJobStatus=None, rayJobDeploymentStatus=None, completionTime=None)
+    actions: list[Action] = [CreateAttempt(attempt, tuple(rendered.children), cause)]
+    if replaces is not None:
+        actions.append(DeleteRayJob(replaces.name, replaces.uid))
+    what = {
+        "first": "created",
+        "recreate": "recreated",
+        "retry": f"retrying (restart {restarts})",
+        "resume": "resuming with the changed spec",
+    }[cause]
+    reason = Reason.RETRYING.value if cause == "retry" else "AttemptStarted"
+    actions.append(Emit("Normal", reason, f"attempt {attempt}: {what}, RayJob {job}"))
+    return _decision(
+        view, now, actions, phase=phase, message=message, conditions=conds, extra=extra
+    )
+
+
+_CREATE_FAILURES: tuple[tuple[int, str, Reason], ...] = (
+    (404, "the RayJob API is not served: is KubeRay (>= 1.6) installed?", Reason.CREATE_FAILED),
+    (403, "refused by the API server (a ResourceQuota, or RBAC)", Reason.CREATE_FAILED),
+)
+
+
+def create_failed(
+    view: View,
+    action: CreateAttempt,
+    error: str,
+    http_status: int | None,
+    now: str,
+    *,
+    conflict: bool = False,
+) -> Decision:
+    """A create that failed: a condition now (not only the operator's log), nothing spent.
+
+    Events back off: one on the 1st, 2nd, 4th, 8th ... consecutive failure.
+    """
+    failures = (view.raw_status.get("createFailures") or 0) + 1
+    reason = Reason.NAME_CONFLICT if conflict else Reason.CREATE_FAILED
+    hint = next((h for code, h, _ in _CREATE_FAILURES if code == http_status), "")
+    message = (
+        f"attempt {action.attempt}: could not create its children ({failures} "
+        f"{'try' if failures == 1 else 'tries'}): {error}" + (f"; {hint}" if hint else "")
+    )
+    conds = [make_condition(ConditionType.READY, False, reason, message)]
+    actions: list[Action] = []
+    if failures & (failures - 1) == 0:
+        actions.append(Emit("Warning", reason.value, bounded(message, EVENT_MESSAGE_LIMIT)))
+    patch, moved = _write(
+        view, now, message=message, conditions=conds, extra={"createFailures": failures}
+    )
+    return Decision(actions=actions, status=patch, phase_changed_to=moved)
+
+
+# -- the decision ---------------------------------------------------------------------------
+def decide(view: View, render: Render, now: str, edit: SpecEdit | None = None) -> Decision:
+    if view.deleting:
+        return Decision()
+    spec, problem = _spec(view)
+    st = view.status
+    if edit is not None:
+        return _decide_edit(view, spec, problem, edit, render, now)
+    if st.phase is not None and st.phase.is_terminal:
+        return Decision()  # finished runs get no new children, even after an operator restart
+    if problem is not None or spec is None:
+        return refuse(view, now, Reason.INVALID_SPEC, problem or "invalid spec")
+    if st.attempt is None:
+        return start(view, spec, 1, "first", render, now)
+    if view.condition(ConditionType.PLANNED.value) == "False":
+        return Decision()  # refused: waits for a spec edit
+    newer = view.newer_than(st.attempt)
+    if newer:
+        return _adopt(view, newer[-1], now)
+    current = view.rayjob_for(st.attempt)
+    if current is None:
+        return start(view, spec, st.attempt, "recreate", render, now)
+    return _observe(view, spec, current, render, now)
+
+
+def _adopt(view: View, newest: RayJobView, now: str) -> Decision:
+    """A newer attempt exists (the pass that created it stopped before its status write)."""
+    st = view.status
+    previous = view.rayjob_for(st.attempt)
+    failed = (
+        previous is not None
+        and map_rayjob_status(previous.status, suspend_requested=previous.suspend).attempt_failed
+    )
+    extra: dict[str, Any] = {
+        "attempt": newest.attempt,
+        "rayJobName": newest.name,
+        "restarts": (st.restarts or 0) + (1 if failed else 0),
+        "progress": None,
+        "progressText": None,
+    }
+    actions: list[Action] = [
+        DeleteRayJob(r.name, r.uid) for r in view.rayjobs if r is not newest and not r.deleting
+    ]
+    return _decision(
+        view, now, actions, message=f"attempt {newest.attempt}: RayJob {newest.name}", extra=extra
+    )
+
+
+def _progress_extra(view: View) -> dict[str, Any]:
+    progress = view.raw_status.get("progress")
+    attempt = (progress or {}).get("attempt")
+    if attempt is not None and attempt != view.status.attempt:
+        return {}  # a report from an earlier attempt's trainer: not this attempt's progress
+    text = progress_text(progress)
+    return {"progressText": text} if text else {}
+
+
+def _observe(
+    view: View, spec: WhisperFineTuneSpec, current: RayJobView, render: Render, now: str
+) -> Decision:
+    st = view.status
+    state: AttemptState = map_rayjob_status(current.status, suspend_requested=spec.suspend)
+    restarts = st.restarts or 0
+    step = next_step(state, restarts=restarts, max_restarts=spec.max_restarts)
+    if step == "retry":
+        decision = start(view, spec, (current.attempt or 1) + 1, "retry", render, now, current)
+        failed = f"attempt {current.attempt}: {state.message}"
+        decision.actions.insert(
+            0, Emit("Warning", "AttemptFailed", bounded(failed, EVENT_MESSAGE_LIMIT))
+        )
+        return decision
+    raw = current.status
+    extra: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "rayClusterName": raw.get("rayClusterName") or st.ray_cluster_name,
+            "dashboardURL": raw.get("dashboardURL") or st.dashboard_url,
+            "rayJobStatus": raw.get("jobStatus"),
+            "rayJobDeploymentStatus": raw.get("jobDeploymentStatus"),
+        }.items()
+        if v is not None
+    }
+    extra.update(_progress_extra(view))
+    final = step == "fail"
+    conds = conditions_for(state, final_failure=final)
+    message = state.message
+    if final and state.retryable:
+        message = f"{state.message}; no restarts left ({restarts} of {spec.max_restarts} used)"
+        conds = [
+            dict(c, reason=Reason.RESTARTS_EXHAUSTED.value, message=message)
+            if c["type"] == ConditionType.FAILED.value
+            else c
+            for c in conds
+        ]
+    if state.phase.is_terminal and not st.completion_time:
+        extra["completionTime"] = now
+    return _decision(
+        view, now, [], phase=state.phase, message=message, conditions=conds, extra=extra
+    )
+
+
+def _decide_edit(
+    view: View,
+    spec: WhisperFineTuneSpec | None,
+    problem: str | None,
+    edit: SpecEdit,
+    render: Render,
+    now: str,
+) -> Decision:
+    st = view.status
+    change = spec_change.decide(edit.old, edit.new, view.raw_status)
+    pending = ", ".join(change.pending)
+    attempt = st.attempt or 1
+    current = view.rayjob_for(st.attempt)
+    if change.action is EditAction.RETRY_PLAN:
+        if problem is not None or spec is None:
+            return refuse(view, now, Reason.INVALID_SPEC, problem or "invalid spec")
+        if current is not None:
+            # An attempt exists (e.g. suspended, then a resume was refused): the fixed
+            # spec is a new attempt on the same checkpoints, not a re-plan of the old one.
+            return start(view, spec, attempt + 1, "resume", render, now, replaces=current)
+        return start(
+            view, spec, attempt, "first" if st.attempt is None else "recreate", render, now
+        )
+    if change.action is EditAction.IGNORE_FINISHED:
+        return Decision(
+            actions=[
+                Emit("Normal", "SpecChangeIgnored", f"the run has finished; {pending} not applied")
+            ]
+        )
+    if spec is None:
+        return refuse(view, now, Reason.INVALID_SPEC, problem or "invalid spec")
+    actions: list[Action] = []
+    if change.action is EditAction.SUSPEND and current is not None:
+        actions += [
+            SuspendRayJob(current.name, current.uid, True),
+            Emit(
+                "Normal",
+                "Suspending",
+                f"suspending RayJob {current.name}: the Ray cluster is deleted, GPUs freed",
+            ),
+        ]
+    elif change.action is EditAction.NEW_ATTEMPT:
+        return start(view, spec, attempt + 1, "resume", render, now, replaces=current)
+    elif change.action is EditAction.RESUME and current is not None:
+        actions += [
+            SuspendRayJob(current.name, current.uid, False),
+            Emit("Normal", "Resuming", f"resuming RayJob {current.name} from the last checkpoint"),
+        ]
+    if not change.report_pending:
+        return Decision(actions=actions)
+    when = (
+        "It applies when the fine-tune is resumed (spec.suspend: false), as a new attempt"
+        if edit.new.get("suspend")
+        else "It applies when the fine-tune is suspended and resumed (spec.suspend: true, then "
+        "false), or at the next restart"
+    )
+    message = f"{pending} changed; a running attempt cannot take this live. {when}"
+    conds = [make_condition(ConditionType.UPDATE_PENDING, True, Reason.SPEC_CHANGED, message)]
+    actions.append(Emit("Warning", "UpdatePending", bounded(message, EVENT_MESSAGE_LIMIT)))
+    patch, moved = _write(view, now, conditions=conds)
+    return Decision(actions=actions, status=patch, phase_changed_to=moved)

@@ -1,0 +1,352 @@
+"""The reconcile driven through sequences against an in-memory API: ticks,
+spec edits, transient errors and interleavings. Each bug the review found has
+its sequence here; the e2e suite repeats the important ones on a real server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fake_cluster import FakeCluster, Fault
+
+from whisperft.operator.act import Conflict, CreateError, run_pass
+from whisperft.operator.api.status import WhisperFineTuneStatus
+from whisperft.operator.decide import SpecEdit
+from whisperft.operator.render.meta import rayjob_name
+from whisperft.operator.settings import Settings
+
+pytestmark = pytest.mark.unit
+
+NS = "ml"
+MINIMAL = Path(__file__).parents[2] / "manifests" / "examples" / "minimal.yaml"
+
+
+def now() -> str:
+    return "2026-12-02T08:00:00Z"
+
+
+class Operator:
+    """What the Kopf handlers do, minus Kopf."""
+
+    def __init__(self, cluster: FakeCluster) -> None:
+        self.cluster = cluster
+        self.settings = Settings()
+
+    def tick(self, name: str, body: dict[str, Any] | None = None, rayjobs: Any = None) -> Any:
+        return run_pass(
+            self.cluster, body or self.cluster.finetune(NS, name), rayjobs, self.settings, now
+        )
+
+    def edit(self, name: str, patch: dict[str, Any], body: dict[str, Any] | None = None) -> Any:
+        old, new = self.cluster.edit_spec(NS, name, patch)
+        return run_pass(
+            self.cluster,
+            body or self.cluster.finetune(NS, name),
+            None,
+            self.settings,
+            now,
+            edit=SpecEdit(old, new),
+        )
+
+
+def finetune(name: str = "ft", **spec: Any) -> dict[str, Any]:
+    doc = yaml.safe_load(MINIMAL.read_text())
+    doc["metadata"] = {"name": name, "namespace": NS}
+    doc["spec"].update(spec)
+    return dict(doc)
+
+
+@pytest.fixture
+def cluster() -> FakeCluster:
+    return FakeCluster()
+
+
+@pytest.fixture
+def op(cluster: FakeCluster) -> Operator:
+    return Operator(cluster)
+
+
+def status(cluster: FakeCluster, name: str = "ft") -> dict[str, Any]:
+    return dict(cluster.finetune(NS, name).get("status") or {})
+
+
+def cond(cluster: FakeCluster, kind: str, name: str = "ft") -> dict[str, Any]:
+    return next(c for c in status(cluster, name).get("conditions", []) if c["type"] == kind)
+
+
+FAILED = {"jobDeploymentStatus": "Failed", "jobStatus": "FAILED", "reason": "AppFailed"}
+RUNNING = {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}
+
+
+def test_first_pass_creates_attempt_one_and_one_status_write(
+    cluster: FakeCluster, op: Operator
+) -> None:
+    cluster.apply_finetune(finetune())
+    out = op.tick("ft")
+    assert cluster.rayjob_names(NS) == ["ft-1"]
+    assert [c[0] for c in cluster.calls].count("patch_status") == 1 and out.wrote
+    st = status(cluster)
+    assert (st["phase"], st["attempt"], st["restarts"], st["rayJobName"]) == (
+        "Pending",
+        1,
+        0,
+        "ft-1",
+    )
+    WhisperFineTuneStatus.model_validate(st)
+    # Once the RayJob is observed, an idle pass changes nothing and writes nothing.
+    op.tick("ft")
+    cluster.calls.clear()
+    assert op.tick("ft").wrote is False
+    assert "patch_status" not in [c[0] for c in cluster.calls]
+
+
+def test_a_20k_failure_message_ends_failed_with_a_bounded_message(
+    cluster: FakeCluster, op: Operator
+) -> None:
+    cluster.apply_finetune(finetune(maxRestarts=0))
+    op.tick("ft")
+    huge = (
+        "Job entrypoint command failed with exit code 1, last available logs:\n"
+        + ("x" * 20_000)
+        + "\nRuntimeError: the last line"
+    )
+    cluster.set_rayjob_status(NS, "ft-1", {**FAILED, "message": huge})
+    op.tick("ft")
+    st = status(cluster)
+    assert st["phase"] == "Failed"
+    assert len(st["message"]) <= 4096 and "RuntimeError: the last line" in st["message"][-200:]
+    assert "characters omitted" in st["message"]
+    assert all(len(c["message"]) <= 4096 for c in st["conditions"])
+    WhisperFineTuneStatus.model_validate(st)  # what the CRD schema would accept
+    assert all(len(m) <= 1024 for _, _, m in cluster.events)
+
+
+def test_transient_create_errors_do_not_spend_restarts(cluster: FakeCluster, op: Operator) -> None:
+    """Two API errors while creating attempt 2 used to count two restarts (maxRestarts 1:
+    Failed, without attempt 2 ever running)."""
+    cluster.apply_finetune(finetune(maxRestarts=1))
+    op.tick("ft")
+    cluster.set_rayjob_status(NS, "ft-1", FAILED)
+    cluster.faults.append(
+        Fault(
+            "create_or_get",
+            CreateError("503 Service Unavailable", 503),
+            times=2,
+            when=lambda kind, name: kind == "RayJob" and name == "ft-2",
+        )
+    )
+    op.tick("ft")
+    st = status(cluster)
+    assert (st["attempt"], st["restarts"], st["createFailures"]) == (1, 0, 1)
+    assert cond(cluster, "Ready")["reason"] == "CreateFailed"
+    assert "503" in cond(cluster, "Ready")["message"]
+    op.tick("ft")
+    assert (status(cluster)["restarts"], status(cluster)["createFailures"]) == (0, 2)
+    op.tick("ft")  # the API answers again
+    st = status(cluster)
+    assert (st["attempt"], st["restarts"], st["phase"], st["createFailures"]) == (
+        2,
+        1,
+        "Pending",
+        0,
+    )
+    assert cluster.rayjob_names(NS) == ["ft-2"]  # attempt 1's RayJob freed once 2 exists
+    # Events back off: the 1st and 2nd failure, then none until the 4th.
+    assert [r for _, r, _ in cluster.events].count("CreateFailed") == 2
+
+
+def test_create_errors_reach_a_condition_on_the_first_failure(
+    cluster: FakeCluster, op: Operator
+) -> None:
+    cluster.apply_finetune(finetune())
+    cluster.faults.append(
+        Fault(
+            "create_or_get",
+            CreateError("404 Not Found", 404),
+            when=lambda kind, name: kind == "RayJob",
+        )
+    )
+    op.tick("ft")
+    c = cond(cluster, "Ready")
+    assert c["status"] == "False" and c["reason"] == "CreateFailed"
+    assert "KubeRay" in c["message"]
+    assert status(cluster).get("attempt") is None  # nothing was started
+    op.tick("ft")
+    assert status(cluster)["attempt"] == 1 and cluster.rayjob_names(NS) == ["ft-1"]
+
+
+def test_an_ownership_conflict_is_a_condition_naming_the_object(
+    cluster: FakeCluster, op: Operator
+) -> None:
+    cluster.apply_finetune(finetune())
+    cluster.add_foreign_rayjob(NS, "ft-1", "ft")
+    op.tick("ft")
+    c = cond(cluster, "Ready")
+    assert c["reason"] == "NameConflict" and "RayJob ml/ft-1 exists" in c["message"]
+
+
+def test_resume_cannot_race_the_timer_into_two_rayjobs(cluster: FakeCluster, op: Operator) -> None:
+    """The timer decided from a body read before the resume made attempt 2 (and deleted
+    attempt 1's RayJob): it must not recreate attempt 1 next to attempt 2."""
+    cluster.apply_finetune(finetune())
+    op.tick("ft")
+    cluster.set_rayjob_status(NS, "ft-1", RUNNING)
+    op.tick("ft")
+    op.edit("ft", {"suspend": True})
+    cluster.set_rayjob_status(NS, "ft-1", {"jobDeploymentStatus": "Suspended"})
+    op.tick("ft")
+    op.edit("ft", {"training": {"learningRate": 3e-5}})  # pending while suspended
+    stale_body = cluster.finetune(NS, "ft")
+    stale_index = cluster.list_rayjobs(NS, "ft")
+    op.edit("ft", {"suspend": False})  # resume: attempt 2
+    assert cluster.rayjob_names(NS) == ["ft-2"]
+    op.tick("ft", body=stale_body, rayjobs=stale_index)  # the late timer pass
+    assert cluster.rayjob_names(NS) == ["ft-2"]
+    st = status(cluster)
+    assert (st["attempt"], st["rayJobName"], st["restarts"]) == (2, "ft-2", 0)
+
+
+def test_a_stale_write_cannot_drop_update_pending(cluster: FakeCluster, op: Operator) -> None:
+    cluster.apply_finetune(finetune())
+    op.tick("ft")
+    cluster.set_rayjob_status(NS, "ft-1", RUNNING)
+    stale = cluster.finetune(NS, "ft")  # the timer's copy, before the edit below
+    op.edit("ft", {"training": {"learningRate": 3e-5}})
+    assert cond(cluster, "UpdatePending")["status"] == "True"
+    out = op.tick("ft", body=stale, rayjobs=cluster.list_rayjobs(NS, "ft"))
+    assert out.passes == 2  # the stale write was refused and the pass decided again
+    assert cond(cluster, "UpdatePending")["status"] == "True"
+    assert status(cluster)["phase"] == "Running"
+
+
+def test_a_fixed_spec_after_a_refused_resume_starts_a_new_attempt(
+    cluster: FakeCluster, op: Operator
+) -> None:
+    """Used to re-plan the old, suspended attempt and show 'suspended by its queue' forever."""
+    cluster.apply_finetune(finetune())
+    op.tick("ft")
+    cluster.set_rayjob_status(NS, "ft-1", RUNNING)
+    op.tick("ft")
+    op.edit("ft", {"suspend": True})
+    cluster.set_rayjob_status(NS, "ft-1", {"jobDeploymentStatus": "Suspended"})
+    op.tick("ft")
+    op.edit("ft", {"resources": {"accelerator": "nvidia-t4"}})  # no such pool
+    op.edit("ft", {"suspend": False})  # resume: refused before any GPU is asked for
+    assert cond(cluster, "Planned")["status"] == "False"
+    assert cond(cluster, "Planned")["reason"] == "UnknownAccelerator"
+    op.edit("ft", {"resources": {"accelerator": "nvidia-l4"}})
+    st = status(cluster)
+    assert cond(cluster, "Planned")["status"] == "True"
+    assert (st["attempt"], st["rayJobName"], st["phase"]) == (2, "ft-2", "Pending")
+    assert cluster.rayjob_names(NS) == ["ft-2"]
+    cluster.set_rayjob_status(NS, "ft-2", RUNNING)
+    op.tick("ft")
+    assert status(cluster)["phase"] == "Running"
+
+
+def test_only_rayjobs_it_controls_are_suspended_or_deleted(
+    cluster: FakeCluster, op: Operator
+) -> None:
+    """status.rayJobName is writable by the trainer's account: it must not steer deletes."""
+    cluster.apply_finetune(finetune(maxRestarts=1))
+    op.tick("ft")
+    cluster.add_foreign_rayjob(NS, "victim", "ft")
+    cluster.trainer_patch(NS, "ft", {"rayJobName": "victim"})
+    op.edit("ft", {"suspend": True})
+    assert cluster.rayjob(NS, "victim")["spec"]["suspend"] is False
+    assert cluster.rayjob(NS, "ft-1")["spec"]["suspend"] is True
+    op.edit("ft", {"suspend": False})
+    cluster.set_rayjob_status(NS, "ft-1", FAILED)
+    op.tick("ft")  # retry: attempt 2, attempt 1 deleted, the victim left alone
+    assert cluster.rayjob_names(NS) == ["ft-2", "victim"]
+    deletes = [args for m, args in cluster.calls if m == "delete_rayjob"]
+    assert all(name != "victim" for name, _ in deletes)
+
+
+def test_a_crash_between_create_and_status_write_adopts_the_new_attempt(
+    cluster: FakeCluster, op: Operator
+) -> None:
+    cluster.apply_finetune(finetune(maxRestarts=2))
+    op.tick("ft")
+    cluster.set_rayjob_status(NS, "ft-1", FAILED)
+    cluster.faults.append(Fault("patch_status", RuntimeError("operator killed")))
+    with pytest.raises(RuntimeError):
+        op.tick("ft")
+    assert cluster.rayjob_names(NS) == ["ft-2"]  # created and the old one deleted
+    assert status(cluster)["attempt"] == 1  # ... but the status never said so
+    op.tick("ft")
+    st = status(cluster)
+    assert (st["attempt"], st["rayJobName"]) == (2, "ft-2")
+    assert cluster.rayjob_names(NS) == ["ft-2"]
+
+
+def test_progress_of_an_earlier_attempt_does_not_mix_into_a_new_one(
+    cluster: FakeCluster, op: Operator
+) -> None:
+    cluster.apply_finetune(finetune(maxRestarts=1))
+    op.tick("ft")
+    cluster.set_rayjob_status(NS, "ft-1", RUNNING)
+    cluster.trainer_patch(NS, "ft", {"progress": {"attempt": 1, "step": 120, "totalSteps": 200}})
+    op.tick("ft")
+    assert status(cluster)["progressText"] == "120/200 (60%)"
+    cluster.set_rayjob_status(NS, "ft-1", FAILED)
+    op.tick("ft")
+    st = status(cluster)
+    assert st["attempt"] == 2 and "progress" not in st and "progressText" not in st
+    # attempt 1's dying trainer reports once more: ignored for attempt 2
+    cluster.trainer_patch(NS, "ft", {"progress": {"attempt": 1, "step": 130, "totalSteps": 200}})
+    cluster.set_rayjob_status(NS, "ft-2", RUNNING)
+    op.tick("ft")
+    assert "progressText" not in status(cluster)
+    cluster.trainer_patch(NS, "ft", {"progress": {"attempt": 2, "step": 121, "totalSteps": 200}})
+    op.tick("ft")
+    assert status(cluster)["progressText"] == "121/200 (60%)"
+
+
+def test_a_missing_rayjob_is_recreated_for_the_same_attempt(
+    cluster: FakeCluster, op: Operator
+) -> None:
+    cluster.apply_finetune(finetune())
+    op.tick("ft")
+    cluster.set_rayjob_status(NS, "ft-1", RUNNING)
+    op.tick("ft")
+    del cluster.objects[("RayJob", NS, "ft-1")]
+    op.tick("ft")
+    st = status(cluster)
+    assert cluster.rayjob_names(NS) == ["ft-1"]
+    assert (st["attempt"], st["restarts"], st["phase"]) == (1, 0, "Running")
+
+
+def test_success_and_restarts_exhausted(cluster: FakeCluster, op: Operator) -> None:
+    cluster.apply_finetune(finetune(name="ok"))
+    cluster.apply_finetune(finetune(name="bad", maxRestarts=1))
+    for name in ("ok", "bad"):
+        op.tick(name)
+    cluster.set_rayjob_status(
+        NS, "ok-1", {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}
+    )
+    op.tick("ok")
+    assert status(cluster, "ok")["phase"] == "Succeeded" and status(cluster, "ok")["completionTime"]
+    cluster.set_rayjob_status(NS, "bad-1", FAILED)
+    op.tick("bad")
+    cluster.set_rayjob_status(NS, rayjob_name("bad", 2), FAILED)
+    op.tick("bad")
+    st = status(cluster, "bad")
+    assert (st["phase"], st["restarts"]) == ("Failed", 1)
+    assert cond(cluster, "Failed", "bad")["reason"] == "RestartsExhausted"
+    # finished runs are left alone by later ticks
+    cluster.calls.clear()
+    op.tick("bad")
+    assert not [c for c in cluster.calls if c[0] in ("create_or_get", "patch_status")]
+
+
+def test_conflict_on_every_pass_gives_up_without_acting_twice(
+    cluster: FakeCluster, op: Operator
+) -> None:
+    cluster.apply_finetune(finetune())
+    cluster.faults.append(Fault("patch_status", Conflict("busy"), times=5))
+    out = op.tick("ft")
+    assert out.wrote is False and out.passes == 3
+    assert cluster.rayjob_names(NS) == ["ft-1"]  # create-or-get: one RayJob however often
