@@ -21,6 +21,7 @@ from whisperft.operator.api.phase import Phase
 from whisperft.operator.render.bundle import render_attempt
 from whisperft.operator.render.meta import Meta
 from whisperft.operator.settings import Settings
+from whisperft.operator.startup import StartupProblem
 from whisperft.operator.views import View
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,7 @@ def run_pass(
     settings: Settings,
     now: Callable[[], str],
     edit: d.SpecEdit | None = None,
+    startup_problems: tuple[StartupProblem, ...] = (),
 ) -> Outcome:
     """Decide and act for one object; `rayjobs` None: list them (else the index's copy)."""
     md = body.get("metadata") or {}
@@ -126,7 +128,7 @@ def run_pass(
     for n in range(1, MAX_PASSES + 1):
         if rayjobs is None:
             rayjobs = api.list_rayjobs(ns, name)
-        view = View.of(body, rayjobs)
+        view = View.of(body, rayjobs, startup_problems)
         decision = d.decide(view, render, now(), edit)
         if not fresh and any(not isinstance(a, d.Emit) for a in decision.actions):
             # Never create, delete or suspend on a copy that may be stale (Kopf's body,
@@ -135,7 +137,7 @@ def run_pass(
             if latest is None:
                 return Outcome(decision, False, n)
             body, rayjobs, fresh = latest, api.list_rayjobs(ns, name), True
-            view = View.of(body, rayjobs)
+            view = View.of(body, rayjobs, startup_problems)
             decision = d.decide(view, render, now(), edit)
         decision = execute(api, view, decision, now())
         _observe_phase(view, decision)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from whisperft.operator import spec_change
@@ -35,6 +36,7 @@ from whisperft.operator.render.bundle import Rendered
 from whisperft.operator.render.meta import Meta, checkpoint_path, rayjob_name
 from whisperft.operator.render.storage import claim_name
 from whisperft.operator.spec_change import Action as EditAction
+from whisperft.operator.startup import DEFAULT_STARTUP_DEADLINE_SECONDS
 from whisperft.operator.status_map import (
     AttemptState,
     conditions_for,
@@ -372,6 +374,9 @@ def _observe(
             0, Emit("Warning", "AttemptFailed", bounded(failed, EVENT_MESSAGE_LIMIT))
         )
         return decision
+    stuck = _startup_problem(view, spec, current, state, now)
+    if stuck is not None:
+        return stuck
     raw = current.status
     extra: dict[str, Any] = {
         k: v
@@ -384,6 +389,7 @@ def _observe(
         if v is not None
     }
     extra.update(_progress_extra(view))
+    extra["startupProblemSince"] = None
     final = step == "fail"
     conds = conditions_for(state, final_failure=final)
     message = state.message
@@ -399,6 +405,59 @@ def _observe(
         extra["completionTime"] = now
     return _decision(
         view, now, [], phase=state.phase, message=message, conditions=conds, extra=extra
+    )
+
+
+def _seconds(since: str, now: str) -> float:
+    def parse(t: str) -> datetime:
+        return datetime.fromisoformat(t.replace("Z", "+00:00"))
+
+    return (parse(now) - parse(since)).total_seconds()
+
+
+def _startup_problem(
+    view: View, spec: WhisperFineTuneSpec, current: RayJobView, state: AttemptState, now: str
+) -> Decision | None:
+    """Pods that say why they cannot start: a condition now, Failed after the deadline."""
+    if state.ready or state.phase != Phase.PENDING or spec.suspend:
+        return None
+    found = [p for p in view.startup_problems if p.attempt in (None, current.attempt)]
+    if not found:
+        return None
+    problem = found[0]
+    since = view.status.startup_problem_since or now
+    deadline = spec.startup_deadline_seconds or DEFAULT_STARTUP_DEADLINE_SECONDS
+    if _seconds(since, now) < deadline:
+        conds = [make_condition(ConditionType.READY, False, problem.reason, problem.message)]
+        return _decision(
+            view,
+            now,
+            [],
+            phase=Phase.PENDING,
+            message=problem.message,
+            conditions=conds,
+            extra={"startupProblemSince": since},
+        )
+    message = (
+        f"the pods could not start within {deadline} s (spec.startupDeadlineSeconds): "
+        f"{problem.message}"
+    )
+    reason = Reason.STARTUP_DEADLINE_EXCEEDED
+    conds = [
+        make_condition(ConditionType.READY, False, problem.reason, problem.message),
+        make_condition(ConditionType.RUNNING, False, reason, message),
+        make_condition(ConditionType.FAILED, True, reason, message),
+    ]
+    # Not retried (a new attempt would meet the same image, pool or claim); its pods
+    # and their resource requests are freed now.
+    return _decision(
+        view,
+        now,
+        [DeleteRayJob(current.name, current.uid)],
+        phase=Phase.FAILED,
+        message=message,
+        conditions=conds,
+        extra={"completionTime": now},
     )
 
 

@@ -16,6 +16,7 @@ from whisperft.operator import act, kube, metrics
 from whisperft.operator.decide import SpecEdit
 from whisperft.operator.decisions import now_rfc3339
 from whisperft.operator.settings import Settings
+from whisperft.operator.startup import StartupProblem
 from whisperft.operator.views import owned_rayjobs
 
 Body = dict[str, Any]
@@ -32,9 +33,12 @@ def reconcile(
     settings: Settings,
     rayjobs: list[dict[str, Any]] | None = None,
     edit: SpecEdit | None = None,
+    startup_problems: tuple[StartupProblem, ...] = (),
 ) -> act.Outcome:
-    """Create/resume, a timer tick (`rayjobs` from the index) or a spec edit."""
-    return act.run_pass(_api(settings.field_manager), body, rayjobs, settings, now_rfc3339, edit)
+    """Create/resume, a timer tick (`rayjobs` and pod problems from the indexes) or a spec edit."""
+    return act.run_pass(
+        _api(settings.field_manager), body, rayjobs, settings, now_rfc3339, edit, startup_problems
+    )
 
 
 def on_delete(body: Body, settings: Settings, logger: Logger) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from whisperft import names
 from whisperft.operator.api.status import WhisperFineTuneStatus
+from whisperft.operator.startup import StartupProblem
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,15 @@ class View:
     raw_status: dict[str, Any]
     rayjobs: tuple[RayJobView, ...] = ()
     deleting: bool = False
+    startup_problems: tuple[StartupProblem, ...] = ()
 
     @classmethod
-    def of(cls, body: dict[str, Any], rayjob_bodies: Iterable[dict[str, Any]] = ()) -> View:
+    def of(
+        cls,
+        body: dict[str, Any],
+        rayjob_bodies: Iterable[dict[str, Any]] = (),
+        startup_problems: Iterable[StartupProblem] = (),
+    ) -> View:
         md = body.get("metadata") or {}
         raw = dict(body.get("status") or {})
         return cls(
@@ -83,6 +90,7 @@ class View:
             raw_status=raw,
             rayjobs=owned_rayjobs(rayjob_bodies, md.get("uid")),
             deleting=bool(md.get("deletionTimestamp")),
+            startup_problems=tuple(startup_problems),
         )
 
     @property

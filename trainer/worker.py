@@ -173,6 +173,7 @@ class Worker:
         load_path, _ = self.engine.load_checkpoint(str(path), tag=ckpt.DS_TAG)
         if load_path is None:
             raise RuntimeError(f"DeepSpeed could not load {path / ckpt.DS_TAG}")
+        self.apply_config_hyperparameters()
         rng = torch.load(path / f"rng_rank{self.rank}.pt", weights_only=False)
         torch.set_rng_state(rng["torch"])
         np.random.set_state(rng["numpy"])
@@ -196,6 +197,29 @@ class Worker:
         )
         self.say(f"resumed from {path.name} at step {state.step}/{self.steps}")
         return state
+
+    def apply_config_hyperparameters(self) -> None:
+        """The spec's learning rate and weight decay over the restored ones.
+
+        A checkpoint restores the optimizer's param groups and the scheduler's
+        base LR as they were saved, so a learning rate or weight decay changed
+        for a new attempt (the operator resumes a spec edit that way) would
+        otherwise never take effect. The schedule's shape (warm-up, decay, total
+        steps) already comes from this run's config: LambdaLR saves no state of
+        our schedule function. Adam's moments and the step count stay restored.
+        """
+        from torch.optim.lr_scheduler import LambdaLR
+
+        t = self.cfg.training
+        sched = self.engine.lr_scheduler
+        groups = self.engine.optimizer.param_groups
+        for g in groups:
+            g["weight_decay"] = t.weight_decay
+            g["initial_lr"] = t.learning_rate
+        if isinstance(sched, LambdaLR):  # ours; an expert scheduler in overrides is left as is
+            sched.base_lrs = [t.learning_rate] * len(groups)
+            for g, lam in zip(groups, sched.lr_lambdas, strict=True):
+                g["lr"] = t.learning_rate * lam(sched.last_epoch)
 
     def optimizer_fingerprint(self) -> float:
         """Sum of every Adam moment across ranks: equal before save and after load."""

@@ -303,7 +303,12 @@ class WhisperFineTuneSpec(ApiModel):
         None,
         ge=60,
         le=60 * 60 * 24,
-        description="Fail an attempt whose Ray cluster is not running within this (RayJob preRunningDeadlineSeconds).",
+        description=(
+            "Fail an attempt whose Ray cluster is not running within this (RayJob "
+            "preRunningDeadlineSeconds). Apart from it, pods that report they cannot start (an "
+            "image that cannot be pulled, no node, a claim that does not bind) end the resource "
+            "Failed with that reason after this long (default 900 s)."
+        ),
     )
     ttl_seconds_after_finished: int = Field(
         60,

@@ -96,6 +96,11 @@ class WhisperFineTuneStatus(ApiModel):
     restarts: int | None = Field(
         None, ge=0, description="Failed attempts that were retried (counted once the next exists)."
     )
+    startup_problem_since: str | None = Field(
+        None,
+        max_length=64,
+        description="Since when the current attempt's pods report why they cannot start (RFC 3339).",
+    )
     create_failures: int | None = Field(
         None, ge=0, description="Consecutive failed tries to create the current attempt's children."
     )

@@ -7,7 +7,7 @@ from typing import Any
 import kopf
 
 from whisperft import names
-from whisperft.operator import reconcile
+from whisperft.operator import reconcile, startup
 from whisperft.operator.api.phase import Phase
 from whisperft.operator.handlers.common import RESOURCE, counted, one_at_a_time, settings
 
@@ -30,6 +30,18 @@ def rayjobs(
     }
 
 
+@kopf.index("", "v1", "pods", labels={names.LABEL_MANAGED_BY: names.MANAGED_BY})
+def pod_problems(
+    namespace: str | None, body: kopf.Body, **_: Any
+) -> dict[tuple[str | None, str], dict[str, Any]]:
+    """(namespace, fine-tune) -> why its pods cannot start (pods that are fine add nothing)."""
+    problem = startup.summary(dict(body))
+    if problem is None:
+        return {}
+    labels: dict[str, str] = dict(body.metadata.labels or {})
+    return {(namespace, labels.get(names.LABEL_FINETUNE, "")): problem}
+
+
 def _running(**kwargs: Any) -> bool:
     """Finished resources need no timer (an edit still reaches the update handler)."""
     return (kwargs.get("status") or {}).get("phase") not in _FINISHED
@@ -37,7 +49,14 @@ def _running(**kwargs: Any) -> bool:
 
 @kopf.timer(*RESOURCE, interval=settings().sync_interval_seconds, initial_delay=1.0, when=_running)
 @counted("sync")
-def sync(body: kopf.Body, rayjobs: kopf.Index[Any, Any], **_: Any) -> None:
-    found = list(rayjobs.get((body.metadata.namespace, body.metadata.name), []))
+def sync(
+    body: kopf.Body,
+    rayjobs: kopf.Index[Any, Any],
+    pod_problems: kopf.Index[Any, Any],
+    **_: Any,
+) -> None:
+    key = (body.metadata.namespace, body.metadata.name)
+    found = list(rayjobs.get(key, []))
+    problems = tuple(startup.from_summary(p) for p in pod_problems.get(key, []))
     with one_at_a_time(body):
-        reconcile.reconcile(dict(body), settings(), rayjobs=found)
+        reconcile.reconcile(dict(body), settings(), rayjobs=found, startup_problems=problems)

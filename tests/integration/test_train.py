@@ -323,3 +323,30 @@ def test_language_without_a_token_trains_under_a_related_one(tmp_path: Path) -> 
     refused = train(cfg, "--set", "spec.model.trainAsLanguage=null", timeout=120)
     assert refused.returncode == 2
     assert "spec.model.language" in refused.stderr and "trainAsLanguage" in refused.stderr
+
+
+def test_a_changed_learning_rate_takes_effect_after_the_resume(tmp_path: Path) -> None:
+    """The operator applies a spec edit as a new attempt that resumes the run: the
+    restored optimizer and scheduler must not bring the old learning rate back."""
+    first = train(
+        write_config(tmp_path, "lr", maxSteps=2, saveEvery=1, lrSchedule="constant", warmupSteps=0)
+    )
+    assert first.returncode == 0
+    second = train(
+        write_config(
+            tmp_path,
+            "lr",
+            maxSteps=4,
+            saveEvery=1,
+            lrSchedule="constant",
+            warmupSteps=0,
+            learningRate=5e-4,
+            weightDecay=0.01,
+        )
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    state = state_of(run_dir(tmp_path, "lr"))
+    lrs = {h["step"]: h["lr"] for h in state.history if "lr" in h}
+    assert lrs[1] == lrs[2] == pytest.approx(1e-4)
+    assert lrs[3] == lrs[4] == pytest.approx(5e-4), lrs
+    assert [e["step"] for e in resumed_events(state)] == [2]

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from fake_cluster import FakeCluster, Fault
 
+from whisperft.operator import startup
 from whisperft.operator.act import Conflict, CreateError, run_pass
 from whisperft.operator.api.status import WhisperFineTuneStatus
 from whisperft.operator.decide import SpecEdit
@@ -34,9 +35,22 @@ class Operator:
         self.cluster = cluster
         self.settings = Settings()
 
-    def tick(self, name: str, body: dict[str, Any] | None = None, rayjobs: Any = None) -> Any:
+    def tick(
+        self,
+        name: str,
+        body: dict[str, Any] | None = None,
+        rayjobs: Any = None,
+        pods: list[dict[str, Any]] = (),  # type: ignore[assignment]
+        at: str | None = None,
+    ) -> Any:
+        problems = tuple(p for p in (startup.pod_problem(pod) for pod in pods) if p)
         return run_pass(
-            self.cluster, body or self.cluster.finetune(NS, name), rayjobs, self.settings, now
+            self.cluster,
+            body or self.cluster.finetune(NS, name),
+            rayjobs,
+            self.settings,
+            (lambda: at) if at else now,
+            startup_problems=problems,
         )
 
     def edit(self, name: str, patch: dict[str, Any], body: dict[str, Any] | None = None) -> Any:
@@ -350,3 +364,60 @@ def test_conflict_on_every_pass_gives_up_without_acting_twice(
     out = op.tick("ft")
     assert out.wrote is False and out.passes == 3
     assert cluster.rayjob_names(NS) == ["ft-1"]  # create-or-get: one RayJob however often
+
+
+def _pending_pod(name: str, message: str, attempt: str = "1") -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": {"whisperft.io/attempt": attempt}},
+        "status": {
+            "phase": "Pending",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": message,
+                }
+            ],
+        },
+    }
+
+
+def test_pods_that_cannot_start_say_why_then_fail_after_the_deadline(
+    cluster: FakeCluster, op: Operator
+) -> None:
+    cluster.apply_finetune(finetune(startupDeadlineSeconds=600))
+    op.tick("ft")
+    why = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+    pods = [_pending_pod("ft-1-head", why)]
+    op.tick("ft", pods=pods, at="2026-12-02T08:00:00Z")
+    c = cond(cluster, "Ready")
+    assert (c["status"], c["reason"]) == ("False", "Unschedulable") and why in c["message"]
+    assert status(cluster)["phase"] == "Pending" and why in status(cluster)["message"]
+    op.tick("ft", pods=pods, at="2026-12-02T08:09:59Z")
+    assert status(cluster)["phase"] == "Pending"
+    op.tick("ft", pods=pods, at="2026-12-02T08:10:00Z")
+    st = status(cluster)
+    assert (
+        st["phase"] == "Failed" and cond(cluster, "Failed")["reason"] == "StartupDeadlineExceeded"
+    )
+    assert why in st["message"] and "600 s" in st["message"]
+    assert cluster.rayjob_names(NS) == []  # its pods' requests are freed
+    op.tick("ft", at="2026-12-02T08:20:00Z")
+    assert cluster.rayjob_names(NS) == [] and status(cluster)["restarts"] == 0  # not retried
+
+
+def test_a_problem_that_clears_clears_its_clock(cluster: FakeCluster, op: Operator) -> None:
+    cluster.apply_finetune(finetune())
+    op.tick("ft")
+    claim = 'persistentvolumeclaim "mine" not found'
+    op.tick("ft", pods=[_pending_pod("ft-1-head", claim)], at="2026-12-02T08:00:00Z")
+    assert cond(cluster, "Ready")["reason"] == "ClaimNotBound"
+    assert status(cluster)["startupProblemSince"] == "2026-12-02T08:00:00Z"
+    cluster.set_rayjob_status(NS, "ft-1", RUNNING)
+    op.tick("ft", at="2026-12-02T08:05:00Z")
+    st = status(cluster)
+    assert st["phase"] == "Running" and "startupProblemSince" not in st
+    # pods of an earlier attempt are not this attempt's problem
+    op.tick("ft", pods=[_pending_pod("old", claim, attempt="7")], at="2026-12-02T08:06:00Z")
+    assert status(cluster)["phase"] == "Running"

@@ -8,7 +8,8 @@ Not granted, on purpose: Kopf's peering resources (it runs standalone), and
 list/watch on namespaces and customresourcedefinitions (cluster-scoped; Kopf
 then logs that it cannot notice new namespaces/CRDs at run time and uses the
 namespaces it was given and the resources found at start-up, which is all a
-fixed set of watched namespaces needs). Nothing on pods or secrets.
+fixed set of watched namespaces needs). Nothing on secrets, and on pods only
+list/watch (to say why they do not start); KubeRay, not us, manages them.
 */}}
 {{- define "whisperft.operatorRules" -}}
 # The watched resource: Kopf lists and watches it, and patches it to keep its
@@ -41,6 +42,11 @@ fixed set of watched namespaces needs). Nothing on pods or secrets.
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
   verbs: ["get", "create"]
+# Read-only: why the Ray pods do not start (image pull, scheduling, claims),
+# copied into the fine-tune's conditions. Kopf indexes our pods by label.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
 # Events for every transition (Kopf posts core/v1 Events).
 - apiGroups: [""]
   resources: ["events"]
