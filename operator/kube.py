@@ -1,5 +1,5 @@
-"""The few Kubernetes API calls the handlers make (kubernetes client, synchronous;
-Kopf runs sync handlers in its thread pool)."""
+"""The few Kubernetes API calls the reconcile makes (kubernetes client, synchronous;
+Kopf runs sync handlers in its thread pool): `RealApi` is operator.act.ClusterApi."""
 
 from __future__ import annotations
 
@@ -124,49 +124,6 @@ def ownership_problem(manifest: dict[str, Any], existing_controllers: set[str]) 
     )
 
 
-def get_rayjob(namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        obj: Any = client.CustomObjectsApi().get_namespaced_custom_object(
-            RAY_GROUP, RAY_VERSION, namespace, "rayjobs", name, _request_timeout=TIMEOUT
-        )
-        return dict(obj)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-
-
-def set_rayjob_suspend(namespace: str, name: str, suspend: bool) -> None:
-    client.CustomObjectsApi().patch_namespaced_custom_object(
-        RAY_GROUP,
-        RAY_VERSION,
-        namespace,
-        "rayjobs",
-        name,
-        {"spec": {"suspend": suspend}},
-        _request_timeout=TIMEOUT,
-    )
-
-
-def delete_rayjob(namespace: str, name: str) -> bool:
-    """Delete (background propagation, so the RayCluster and its GPUs go too). False if absent."""
-    try:
-        client.CustomObjectsApi().delete_namespaced_custom_object(
-            RAY_GROUP,
-            RAY_VERSION,
-            namespace,
-            "rayjobs",
-            name,
-            body=client.V1DeleteOptions(propagation_policy="Background"),
-            _request_timeout=TIMEOUT,
-        )
-        return True
-    except ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-
-
 class RealApi:
     """operator.act.ClusterApi on the cluster (kubernetes client, synchronous)."""
 
@@ -214,11 +171,9 @@ class RealApi:
                 namespace,
                 "rayjobs",
                 name,
-                # A JSON patch's test op makes the uid a precondition of the change.
-                [
-                    {"op": "test", "path": "/metadata/uid", "value": uid},
-                    {"op": "replace", "path": "/spec/suspend", "value": suspend},
-                ],
+                # The uid in a merge patch is a precondition: another object under
+                # this name is refused (uid is immutable), not changed.
+                {"metadata": {"uid": uid}, "spec": {"suspend": suspend}},
                 _request_timeout=TIMEOUT,
             )
         except ApiException as exc:

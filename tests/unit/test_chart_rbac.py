@@ -20,7 +20,7 @@ Rule = tuple[str, str, tuple[str, ...], tuple[str, ...]]  # group, resource, ver
 # in charts/whisperft/templates/_rbac.tpl (the e2e suite runs the operator with
 # exactly these rights).
 OPERATOR_RULES: set[Rule] = {
-    ("whisperft.io", "whisperfinetunes", ("list", "patch", "watch"), ()),
+    ("whisperft.io", "whisperfinetunes", ("get", "list", "patch", "watch"), ()),
     ("whisperft.io", "whisperfinetunes/status", ("patch",), ()),
     ("whisperft.io", "whisperfinetunes/finalizers", ("update",), ()),
     ("ray.io", "rayjobs", ("create", "delete", "get", "list", "patch", "watch"), ()),

@@ -13,10 +13,11 @@ list/watch (to say why they do not start); KubeRay, not us, manages them.
 */}}
 {{- define "whisperft.operatorRules" -}}
 # The watched resource: Kopf lists and watches it, and patches it to keep its
-# finalizer and handler progress (annotations under whisperft.io/).
+# finalizer and handler progress (annotations under whisperft.io/); the
+# reconcile reads it afresh before it creates, deletes or suspends anything.
 - apiGroups: ["whisperft.io"]
   resources: ["whisperfinetunes"]
-  verbs: ["list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "patch"]
 # Phase, conditions, attempt, child names; also the one right each
 # fine-tune's trainer Role grants (RBAC lets nobody grant what they do not hold).
 - apiGroups: ["whisperft.io"]
