@@ -1,4 +1,4 @@
-"""What a spec edit does to a WhisperFineTune (pure; reconcile.on_spec_change acts on it).
+"""What a spec edit does to a WhisperFineTune (pure; operator/decide.py acts on it).
 
 Only `suspend` applies live. Anything else is kept pending in the
 UpdatePending condition until the next attempt: resuming a suspended run with
