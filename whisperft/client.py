@@ -35,6 +35,7 @@ from whisperft.operator.api.resource import (
     dump_yaml,
     load_resource_file,
     parse_resource,
+    set_field,
 )
 from whisperft.operator.api.spec import WhisperFineTuneSpec
 from whisperft.operator.api.status import WhisperFineTuneStatus
@@ -162,14 +163,7 @@ class FineTune:
         """A copy with dotted wire-form fields set, e.g. {"spec.training.maxSteps": 20}."""
         body = self.resource.to_wire()
         for key, value in values.items():
-            node = body
-            parts = key.split(".")
-            for part in parts[:-1]:
-                child = node.setdefault(part, {})
-                if not isinstance(child, dict):
-                    raise SpecError(f"{key}: {part} is not a section")
-                node = child
-            node[parts[-1]] = _wire(value)
+            set_field(body, key, _wire(value))
         return FineTune.from_dict(body, source=self.name)
 
     def with_overrides(self, overrides: list[str]) -> FineTune:

@@ -108,21 +108,28 @@ def parse_yaml(text: str, *, source: str) -> list[Any]:
         raise SpecError(f"{source}: cannot parse YAML: {exc}") from None
 
 
+def set_field(raw: dict[str, Any], key: str, value: Any, *, what: str | None = None) -> None:
+    """Set one dotted wire-form field (`spec.training.maxSteps`) in a resource body."""
+    parts = key.split(".")
+    if not key or any(not part for part in parts):
+        raise SpecError(f"{what or key!r}: expected a dotted field, e.g. spec.training.maxSteps")
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise SpecError(f"{what or key!r}: {part} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """`--set spec.training.maxSteps=20`: one dotted wire-form key per item, YAML-typed value."""
     for item in overrides:
         key, sep, value = item.partition("=")
-        if not sep or not key or any(not part for part in key.split(".")):
+        if not sep or not key:
             raise SpecError(f"--set {item!r}: expected KEY=VALUE, e.g. spec.training.maxSteps=50")
-        node = raw
-        parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise SpecError(f"--set {item!r}: {part} is not a section")
-            node = child
         docs = parse_yaml(value, source=f"--set {item!r}") if value.strip() else []
-        node[parts[-1]] = docs[0] if docs else None
+        set_field(raw, key, docs[0] if docs else None, what=f"--set {item}")
     return raw
 
 
