@@ -228,6 +228,7 @@ def start(
         "plan": _plan_status(plan, rendered.config.runtime.workers if rendered.config else 1),
         "startTime": st.start_time or now,
         "createFailures": 0,
+        "createFailedAt": None,
     }
     if same_attempt:
         # The RayJob of a live attempt went missing: recreate it without pretending
@@ -298,14 +299,37 @@ def create_failed(
     if failures & (failures - 1) == 0:
         actions.append(Emit("Warning", reason.value, bounded(message, EVENT_MESSAGE_LIMIT)))
     patch, moved = _write(
-        view, now, message=message, conditions=conds, extra={"createFailures": failures}
+        view,
+        now,
+        message=message,
+        conditions=conds,
+        extra={"createFailures": failures, "createFailedAt": now},
     )
     return Decision(actions=actions, status=patch, phase_changed_to=moved)
 
 
 # -- the decision ---------------------------------------------------------------------------
+CREATE_BACKOFF_MAX_SECONDS = 300
+
+
+def create_backoff(view: View, now: str) -> bool:
+    """True while a failed create waits before its next try: 10 s, doubling, at most 5 min.
+
+    A refused create (a quota, a terminating namespace, KubeRay missing) is then
+    retried without a write, a list and a create on every tick of every resource.
+    """
+    failures = view.raw_status.get("createFailures") or 0
+    since = view.raw_status.get("createFailedAt")
+    if not failures or not since:
+        return False
+    wait = min(CREATE_BACKOFF_MAX_SECONDS, 10 * 2 ** (failures - 1))
+    return _seconds(since, now) < wait
+
+
 def decide(view: View, render: Render, now: str, edit: SpecEdit | None = None) -> Decision:
     if view.deleting:
+        return Decision()
+    if edit is None and create_backoff(view, now):
         return Decision()
     spec, problem = _spec(view)
     st = view.status

@@ -101,6 +101,9 @@ class WhisperFineTuneStatus(ApiModel):
         max_length=64,
         description="Since when the current attempt's pods report why they cannot start (RFC 3339).",
     )
+    create_failed_at: str | None = Field(
+        None, max_length=64, description="When creating the current attempt's children last failed."
+    )
     create_failures: int | None = Field(
         None, ge=0, description="Consecutive failed tries to create the current attempt's children."
     )

@@ -151,14 +151,20 @@ def test_transient_create_errors_do_not_spend_restarts(cluster: FakeCluster, op:
             when=lambda kind, name: kind == "RayJob" and name == "ft-2",
         )
     )
-    op.tick("ft")
+    op.tick("ft", at="2026-12-02T08:00:00Z")
     st = status(cluster)
     assert (st["attempt"], st["restarts"], st["createFailures"]) == (1, 0, 1)
     assert cond(cluster, "Ready")["reason"] == "CreateFailed"
     assert "503" in cond(cluster, "Ready")["message"]
-    op.tick("ft")
+    index = cluster.list_rayjobs(NS, "ft")  # what the timer gets from its watch
+    cluster.calls.clear()
+    op.tick("ft", rayjobs=index, at="2026-12-02T08:00:05Z")  # backing off: no call at all
+    assert [c[0] for c in cluster.calls] == []
+    op.tick("ft", at="2026-12-02T08:00:10Z")
     assert (status(cluster)["restarts"], status(cluster)["createFailures"]) == (0, 2)
-    op.tick("ft")  # the API answers again
+    op.tick("ft", at="2026-12-02T08:00:29Z")  # 20 s after the 2nd failure: still waiting
+    assert status(cluster)["createFailures"] == 2
+    op.tick("ft", at="2026-12-02T08:00:30Z")  # the API answers again
     st = status(cluster)
     assert (st["attempt"], st["restarts"], st["phase"], st["createFailures"]) == (
         2,
@@ -182,12 +188,12 @@ def test_create_errors_reach_a_condition_on_the_first_failure(
             when=lambda kind, name: kind == "RayJob",
         )
     )
-    op.tick("ft")
+    op.tick("ft", at="2026-12-02T08:00:00Z")
     c = cond(cluster, "Ready")
     assert c["status"] == "False" and c["reason"] == "CreateFailed"
     assert "KubeRay" in c["message"]
     assert status(cluster).get("attempt") is None  # nothing was started
-    op.tick("ft")
+    op.tick("ft", at="2026-12-02T08:00:10Z")
     assert status(cluster)["attempt"] == 1 and cluster.rayjob_names(NS) == ["ft-1"]
 
 
