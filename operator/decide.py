@@ -268,10 +268,11 @@ def start(
     )
 
 
-_CREATE_FAILURES: tuple[tuple[int, str, Reason], ...] = (
-    (404, "the RayJob API is not served: is KubeRay (>= 1.6) installed?", Reason.CREATE_FAILED),
-    (403, "refused by the API server (a ResourceQuota, or RBAC)", Reason.CREATE_FAILED),
-)
+# What an HTTP status on create most likely means, added to the condition's message.
+_CREATE_HINTS: dict[int, str] = {
+    404: "the RayJob API is not served: is KubeRay (>= 1.6) installed?",
+    403: "refused by the API server (a ResourceQuota, or RBAC)",
+}
 
 
 def create_failed(
@@ -289,7 +290,7 @@ def create_failed(
     """
     failures = (view.raw_status.get("createFailures") or 0) + 1
     reason = Reason.NAME_CONFLICT if conflict else Reason.CREATE_FAILED
-    hint = next((h for code, h, _ in _CREATE_FAILURES if code == http_status), "")
+    hint = _CREATE_HINTS.get(http_status or 0, "")
     message = (
         f"attempt {action.attempt}: could not create its children ({failures} "
         f"{'try' if failures == 1 else 'tries'}): {error}" + (f"; {hint}" if hint else "")

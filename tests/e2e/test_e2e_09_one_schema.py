@@ -103,7 +103,8 @@ def test_every_example_is_accepted_by_server_render_and_dry_run(
             [sys.executable, "-m", "whisperft", *argv], capture_output=True, text=True, timeout=120
         )
         assert out.returncode == 0, f"whisperft {' '.join(argv)}: {out.stderr[-2000:]}"
-        assert yaml.safe_load_all(out.stdout) is not None
+        docs = [d for d in yaml.safe_load_all(out.stdout) if d is not None]
+        assert docs and all(isinstance(d, dict) for d in docs), out.stdout[:500]
 
 
 def test_python_api_submits_watches_and_reads_the_results(
