@@ -250,7 +250,8 @@ def start(
         ]
         if attempt != st.attempt:
             # The trainer's progress belongs to its attempt.
-            extra.update(progress=None, progressText=None, rayClusterName=None, dashboardURL=None)
+            extra.update(progress=None, progressText=None, model=None)
+            extra.update(rayClusterName=None, dashboardURL=None)
             extra.update(rayJobStatus=None, rayJobDeploymentStatus=None, completionTime=None)
     actions: list[Action] = [CreateAttempt(attempt, tuple(rendered.children), cause)]
     if replaces is not None:
@@ -367,6 +368,7 @@ def _adopt(view: View, newest: RayJobView, now: str) -> Decision:
         "restarts": (st.restarts or 0) + (1 if failed else 0),
         "progress": None,
         "progressText": None,
+        "model": None,
     }
     actions: list[Action] = [
         DeleteRayJob(r.name, r.uid) for r in view.rayjobs if r is not newest and not r.deleting
@@ -418,6 +420,8 @@ def _observe(
     final = step == "fail"
     conds = conditions_for(state, final_failure=final)
     message = state.message
+    if state.phase == Phase.SUCCEEDED:
+        message = _success_message(view, state.message)
     if final and state.retryable:
         message = f"{state.message}; no restarts left ({restarts} of {spec.max_restarts} used)"
         conds = [
@@ -431,6 +435,20 @@ def _observe(
     return _decision(
         view, now, [], phase=state.phase, message=message, conditions=conds, extra=extra
     )
+
+
+def _success_message(view: View, base: str) -> str:
+    """What a finished run reached and where its model is, from this attempt's reports."""
+    st, parts = view.status, [base]
+    p = st.progress
+    if p is not None and p.attempt in (None, st.attempt) and p.test_wer_after is not None:
+        before = "?" if p.test_wer_before is None else f"{p.test_wer_before:.1%}"
+        parts.append(f"test WER {before} -> {p.test_wer_after:.1%}")
+    m = st.model
+    if m is not None and m.attempt in (None, st.attempt):
+        where = f"claim {st.checkpoint_claim}, " if st.checkpoint_claim else ""
+        parts.append(f"model (step {m.step}) at {where}{m.path}")
+    return "; ".join(parts)
 
 
 def _seconds(since: str, now: str) -> float:

@@ -122,5 +122,10 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         )
     last_ckpt = w.save(state, metrics)
     w.publish(
-        state, loss=loss, eval_wer=dev.wer, test_wer_after=final.wer, last_checkpoint=last_ckpt
+        state,
+        loss=loss,
+        eval_wer=dev.wer,
+        test_wer_after=final.wer,
+        last_checkpoint=last_ckpt,
+        model_path=str(out_dir / "model"),
     )

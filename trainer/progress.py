@@ -32,6 +32,7 @@ class Progress:
     test_wer_after: float | None = None
     samples_per_second: float | None = None
     last_checkpoint: str | None = None
+    model_path: str | None = None  # the exported model, once written (with the step it holds)
     attempt: int | None = None  # set by the sink: the attempt this trainer runs for
 
     def status_patch(self) -> dict[str, Any]:
@@ -52,6 +53,14 @@ class Progress:
         patch: dict[str, Any] = {"progress": {k: v for k, v in progress.items() if v is not None}}
         if self.last_checkpoint:
             patch["lastCheckpoint"] = self.last_checkpoint
+        if self.model_path:
+            model = {
+                "attempt": self.attempt,
+                "path": self.model_path,
+                "step": self.step,
+                "checkpoint": self.last_checkpoint,
+            }
+            patch["model"] = {k: v for k, v in model.items() if v is not None}
         return {"status": patch}
 
 

@@ -298,11 +298,12 @@ class ClusterRun:
             ) from None
 
     def model_location(self) -> str | None:
-        """Where the finished model is: `<claim>:<path>` on the checkpoint claim."""
+        """Where the finished model is: `<claim>:<path>` on the checkpoint claim, the
+        path the trainer reported it exported to (None until it has)."""
         s = self.status()
-        if not s.checkpoint_claim:
+        if not s.checkpoint_claim or s.model is None:
             return None
-        return f"{s.checkpoint_claim}:{s.checkpoint_path or ''}/output/model"
+        return f"{s.checkpoint_claim}:{s.model.path}"
 
 
 class _Bar:

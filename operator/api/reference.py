@@ -91,7 +91,7 @@ def reference_markdown() -> str:
         "",
         *_rules(schema["properties"]["spec"], "spec"),
         "",
-        "## status (written by the operator; `progress` and `lastCheckpoint` by the trainer)",
+        "## status (written by the operator; `progress`, `lastCheckpoint` and `model` by the trainer)",
         "",
         *head,
         *_rows(schema["properties"]["status"], "status", set()),

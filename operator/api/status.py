@@ -1,5 +1,5 @@
-"""`WhisperFineTune.status`: written by the operator, except `progress` and
-`lastCheckpoint`, which the trainer's rank 0 merge-patches."""
+"""`WhisperFineTune.status`: written by the operator, except `progress`,
+`lastCheckpoint` and `model`, which the trainer's rank 0 merge-patches."""
 
 from __future__ import annotations
 
@@ -53,6 +53,17 @@ class Progress(ApiModel):
     )
     updated_at: str | None = Field(
         None, max_length=64, description="When the trainer last reported (RFC 3339)."
+    )
+
+
+class ExportedModel(ApiModel):
+    """The fine-tuned model the trainer exported, published by rank 0 when it is written."""
+
+    attempt: int | None = Field(None, ge=1, description="The attempt that exported it.")
+    path: str = Field(max_length=1024, description="Directory of the HF-format model.")
+    step: int = Field(ge=0, description="Optimizer step whose weights were exported.")
+    checkpoint: str | None = Field(
+        None, max_length=1024, description="Checkpoint holding the same weights (for resuming)."
     )
 
 
@@ -137,6 +148,9 @@ class WhisperFineTuneStatus(ApiModel):
     )
     last_checkpoint: str | None = Field(
         None, max_length=1024, description="Latest checkpoint written by the trainer."
+    )
+    model: ExportedModel | None = Field(
+        None, description="The exported model of the current attempt (written by the trainer)."
     )
     start_time: str | None = Field(
         None, max_length=64, description="When the first attempt started (RFC 3339)."

@@ -152,7 +152,10 @@ def test_python_api_submits_watches_and_reads_the_results(
     kube.patch_wft_status(
         namespace,
         ft.name,
-        {"progress": {"step": 40, "totalSteps": 40, "testWerAfter": 0.0787, "evalWer": 0.09}},
+        {
+            "progress": {"step": 40, "totalSteps": 40, "testWerAfter": 0.0787, "evalWer": 0.09},
+            "model": {"path": f"/checkpoints/{ft.name}/output/model", "step": 40},
+        },
     )
     kube.set_rayjob_status(
         namespace, rj, {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}

@@ -325,6 +325,45 @@ def test_progress_of_an_earlier_attempt_does_not_mix_into_a_new_one(
     assert status(cluster)["progressText"] == "121/200 (60%)"
 
 
+def test_the_final_wer_and_exported_model_reach_status_and_leave_with_their_attempt(
+    cluster: FakeCluster, op: Operator
+) -> None:
+    from whisperft.trainer.progress import Progress
+
+    cluster.apply_finetune(finetune(maxRestarts=1))
+    op.tick("ft")
+    cluster.set_rayjob_status(NS, "ft-1", RUNNING)
+    final = Progress(
+        step=200, total_steps=200, epoch=2.0, test_wer_before=0.343, test_wer_after=0.079,
+        best_step=150, last_checkpoint="/checkpoints/ft/checkpoint_step_00000200",
+        model_path="/checkpoints/ft/output/model", attempt=1,
+    )  # fmt: skip
+    cluster.trainer_patch(NS, "ft", final.status_patch()["status"])
+    op.tick("ft")
+    st = WhisperFineTuneStatus.model_validate(status(cluster))
+    assert st.model is not None and (st.model.path, st.model.step) == (final.model_path, 200)
+    assert st.model.checkpoint == final.last_checkpoint and st.progress is not None
+    assert st.progress.best_step == 150
+    # the attempt fails after exporting: attempt 2 starts without attempt 1's model
+    cluster.set_rayjob_status(NS, "ft-1", FAILED)
+    op.tick("ft")
+    st2 = status(cluster)
+    assert st2["attempt"] == 2 and "model" not in st2 and "progress" not in st2
+    assert st2["lastCheckpoint"] == final.last_checkpoint  # same run directory: still resumable
+    final.attempt = 2
+    cluster.set_rayjob_status(NS, "ft-2", RUNNING)
+    cluster.trainer_patch(NS, "ft", final.status_patch()["status"])
+    cluster.set_rayjob_status(
+        NS, "ft-2", {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}
+    )
+    op.tick("ft")
+    done = status(cluster)
+    assert done["phase"] == "Succeeded"
+    assert "test WER 34.3% -> 7.9%" in done["message"]
+    assert "model (step 200) at claim " in done["message"]
+    assert done["message"].endswith("/checkpoints/ft/output/model")
+
+
 def test_a_missing_rayjob_is_recreated_for_the_same_attempt(
     cluster: FakeCluster, op: Operator
 ) -> None:

@@ -1,0 +1,204 @@
+"""Run a rendered RayJob for real on this machine, as its pods would run it.
+
+kwok's pods run nothing, so this plays the kubelet and KubeRay for one RayJob:
+in a private mount namespace (`unshare -m`, root only) the volumes the head's
+pod spec names are mounted at the paths it names (the ConfigMap's keys as
+files, a directory as the claim, fresh directories for emptyDirs); a Ray head
+and one Ray node per worker replica start with the rendered rayStartParams and
+the CPU counts KubeRay derives from the containers' limits; the rendered
+entrypoint runs on the head as the driver, as KubeRay's submitter has it run; the
+env is the rendered container env plus a kubeconfig standing in for the
+mounted ServiceAccount token. Nothing here reads the operator's Python: only
+what it wrote to the API server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Inside the sandbox, under its own /tmp (an emptyDir), as a mounted token would be.
+KUBECONFIG_IN_SANDBOX = "/tmp/.kube/config"
+
+
+class SandboxError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: Path
+    target: str
+    read_only: bool
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpus(limit: str) -> int:
+    """`--num-cpus` from a container's CPU limit, rounded up as KubeRay does."""
+    value = float(limit[:-1]) / 1000 if limit.endswith("m") else float(limit)
+    return max(1, math.ceil(value))
+
+
+def _group_pod(rayjob: Mapping[str, Any], group: str) -> dict[str, Any]:
+    cluster = rayjob["spec"]["rayClusterSpec"]
+    spec = cluster["headGroupSpec"] if group == "head" else cluster["workerGroupSpecs"][0]
+    return dict(spec)
+
+
+def mounts(
+    pod: Mapping[str, Any], config_maps: Mapping[str, Mapping[str, str]], claims: Mapping[str, Path],
+    scratch: Path,
+) -> list[Mount]:  # fmt: skip
+    """The container's volume mounts, resolved to host directories. An unknown
+    volume kind fails: the sandbox must not silently run without it."""
+    spec = pod["template"]["spec"]
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    out: list[Mount] = []
+    for vm in spec["containers"][0].get("volumeMounts", []):
+        vol = volumes[vm["name"]]
+        target, ro = vm["mountPath"], bool(vm.get("readOnly"))
+        if "persistentVolumeClaim" in vol:
+            claim = vol["persistentVolumeClaim"]["claimName"]
+            if claim not in claims:
+                raise SandboxError(f"volume {vm['name']}: no directory for claim {claim}")
+            out.append(Mount(claims[claim], target, ro))
+        elif "configMap" in vol:
+            cm = vol["configMap"]["name"]
+            if cm not in config_maps:
+                raise SandboxError(f"volume {vm['name']}: ConfigMap {cm} not given")
+            d = scratch / "configmaps" / cm
+            d.mkdir(parents=True, exist_ok=True)
+            for key, text in config_maps[cm].items():
+                (d / key).write_text(text)
+            out.append(Mount(d, target, True))
+        elif "emptyDir" in vol:
+            if vol["emptyDir"].get("medium") == "Memory" and target == "/dev/shm":
+                continue  # the host's /dev/shm is memory already, and Ray's object store needs it
+            d = scratch / "emptydirs" / vm["name"]
+            d.mkdir(parents=True, exist_ok=True)
+            out.append(Mount(d, target, ro))
+        else:
+            raise SandboxError(f"volume {vm['name']}: kind {sorted(vol)} not supported")
+    return out
+
+
+def container_env(pod: Mapping[str, Any]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for e in pod["template"]["spec"]["containers"][0].get("env", []):
+        if "value" not in e:
+            raise SandboxError(f"env {e['name']}: only literal values are supported")
+        env[e["name"]] = str(e["value"])
+    return env
+
+
+def _start_params(params: Mapping[str, str]) -> list[str]:
+    return [f"--{k}={v}" for k, v in params.items()]
+
+
+def script(rayjob: Mapping[str, Any], mount_list: list[Mount], bin_dir: Path) -> str:
+    """The shell program run inside the private mount namespace."""
+    head, worker = _group_pod(rayjob, "head"), _group_pod(rayjob, "worker")
+    head_limits = head["template"]["spec"]["containers"][0]["resources"]["limits"]
+    worker_limits = worker["template"]["spec"]["containers"][0]["resources"]["limits"]
+    port, dash = free_port(), free_port()
+    head_cmd = [
+        "ray", "start", "--head", f"--port={port}", f"--dashboard-port={dash}",
+        f"--num-cpus={cpus(head_limits['cpu'])}", "--disable-usage-stats",
+        *_start_params(head.get("rayStartParams") or {}),
+    ]  # fmt: skip
+    worker_cmd = [
+        "ray", "start", f"--address=127.0.0.1:{port}",
+        f"--num-cpus={cpus(worker_limits['cpu'])}", "--disable-usage-stats",
+        *_start_params(worker.get("rayStartParams") or {}),
+    ]  # fmt: skip
+    # The driver runs on the head, as the job supervisor would start it there
+    # (`ray job submit` itself needs the dashboard, which ray[train] lacks).
+    driver = ["bash", "-c", rayjob["spec"]["entrypoint"]]
+    q = shlex.join
+    lines = ["set -euo pipefail", f"export PATH={shlex.quote(str(bin_dir))}:$PATH"]
+    # The claim and the ConfigMap first: their sources may live under /tmp, which an
+    # emptyDir then covers.
+    for m in sorted(mount_list, key=lambda m: m.target == "/tmp"):
+        lines.append(f"mkdir -p {shlex.quote(m.target)}")
+        lines.append(f"mount --bind {shlex.quote(str(m.source))} {shlex.quote(m.target)}")
+        if m.read_only:
+            lines.append(f"mount -o remount,bind,ro {shlex.quote(m.target)}")
+    lines += [
+        f"mkdir -p {shlex.quote(os.path.dirname(KUBECONFIG_IN_SANDBOX))}",
+        f'printf %s "$SANDBOX_KUBECONFIG" > {KUBECONFIG_IN_SANDBOX}',
+        f"export KUBECONFIG={KUBECONFIG_IN_SANDBOX}",
+        "trap 'ray stop --force >/dev/null 2>&1 || true' EXIT",
+        q(head_cmd),
+    ]
+    lines += [q(worker_cmd)] * int(worker.get("replicas", 1))
+    lines.append(q(driver))
+    return "\n".join(lines) + "\n"
+
+
+def run(
+    rayjob: Mapping[str, Any],
+    config_maps: Mapping[str, Mapping[str, str]],
+    claims: Mapping[str, Path],
+    kubeconfig: str,
+    scratch: Path,
+    bin_dir: Path,
+    timeout: float,
+    extra_env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run the RayJob's entrypoint to completion; the caller checks returncode."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        raise SandboxError(
+            "the pod sandbox needs root and unshare(1) for a private mount namespace"
+        )
+    head = _group_pod(rayjob, "head")
+    mount_list = mounts(head, config_maps, claims, scratch)
+    made = [m.target for m in mount_list if not os.path.exists(m.target)]
+    program = scratch / "pod.sh"
+    program.write_text(script(rayjob, mount_list, bin_dir))
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/root"),
+        **{k: v for k, v in os.environ.items() if k.startswith(("HF_", "TRANSFORMERS_", "RAY_"))},
+        **container_env(head),
+        **(extra_env or {}),
+        "SANDBOX_KUBECONFIG": kubeconfig,
+    }
+    # Its own session, so that whatever Ray leaves behind on a timeout is killed with it.
+    proc = subprocess.Popen(
+        ["unshare", "--mount", "--propagation", "private", "bash", str(program)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        raise SandboxError(
+            f"the pod did not finish within {timeout:.0f} s:\n{out[-6000:]}"
+        ) from None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        for target in made:  # empty on the host: the mounts were private
+            with contextlib.suppress(OSError):
+                os.rmdir(target)

@@ -1,0 +1,147 @@
+"""Scenario 11: the RayJob the operator rendered for a real resource trains for real.
+
+The operator renders the RayJob and its ConfigMap on the real API server; the
+pod sandbox then runs exactly those (the entrypoint, the rayStartParams, the
+container env, the ConfigMap mounted where the pod spec mounts it, a directory
+as the claim) on a local Ray head and worker node, with the trainer's own
+ServiceAccount token. The trainer's rank 0 reports into the resource's status
+as it would from a pod, and once the test plays KubeRay's last step (the RayJob
+SUCCEEDED), the resource ends Succeeded with the test WER before and after and
+where the exported model is.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from e2e_harness import pod_sandbox
+from e2e_harness.cluster import REPO, ControlPlane
+from e2e_harness.kube import Kube, condition, phase
+from e2e_harness.operator_proc import OperatorProcess
+from e2e_harness.resources import dump
+
+from whisperft.operator.render.meta import config_map_name, rayjob_name, trainer_account_name
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1200)]
+
+STEPS = 3
+
+
+def demo_resource(name: str) -> dict[str, Any]:
+    """The demo example (two CPU workers on a cluster), cut to a few steps on one worker."""
+    doc = copy.deepcopy(yaml.safe_load((REPO / "examples" / "demo.yaml").read_text()))
+    doc["metadata"] = {"name": name}
+    spec = doc["spec"]
+    spec["dataset"].update(maxTrainExamples=16, maxEvalExamples=8)
+    spec["training"].update(
+        maxSteps=STEPS, batchSizePerWorker=4, warmupSteps=1, evalEvery=2, saveEvery=2,
+        logEvery=1, evalBatchSize=8, maxNewTokens=48,
+    )  # fmt: skip
+    spec["resources"] = {"workers": 1, "cpu": "1"}
+    return dict(doc)
+
+
+def test_the_rendered_job_trains_and_reports(
+    cluster: ControlPlane,
+    kube: Kube,
+    namespace: str,
+    operator_factory: Callable[..., OperatorProcess],
+    tmp_path: Path,
+) -> None:
+    operator_factory("trains", [namespace])
+    name = "trains"
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=dump(demo_resource(name)))
+    job = rayjob_name(name, 1)
+    rayjob = kube.wait(f"RayJob {job}", lambda: kube.rayjob(namespace, job), timeout=90)
+    cm = kube.get("configmap", namespace, config_map_name(name, 1))
+    assert cm is not None
+    claim = kube.wait(
+        "the claim in status",
+        lambda: (kube.wft(namespace, name) or {}).get("status", {}).get("checkpointClaim"),
+        timeout=30,
+    )
+    # KubeRay's part: the cluster is up and the job runs.
+    kube.set_rayjob_status(
+        namespace, job, {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}
+    )
+    kube.wait("Running", lambda: phase(kube.wft(namespace, name)) == "Running", timeout=60)
+    token = cluster.service_account_kubeconfig(
+        namespace, trainer_account_name(name), tmp_path / "trainer.kubeconfig"
+    )
+
+    seen: list[dict[str, Any]] = []
+    stop = threading.Event()
+
+    def watch() -> None:  # what `kubectl get wft -w` would show while it trains
+        while not stop.wait(0.5):
+            progress = ((kube.wft(namespace, name) or {}).get("status") or {}).get("progress")
+            if progress and (not seen or progress != seen[-1]):
+                seen.append(progress)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    claim_dir = tmp_path / "claim"
+    claim_dir.mkdir()
+    try:
+        out = pod_sandbox.run(
+            rayjob,
+            {cm["metadata"]["name"]: cm["data"]},
+            {claim: claim_dir},
+            token.read_text(),
+            tmp_path / "pod",
+            Path(sys.executable).parent,
+            timeout=900,
+        )
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+    assert out.returncode == 0, out.stdout[-8000:]
+    assert "final: test WER" in out.stdout, out.stdout[-4000:]
+
+    # The trainer's reports, live: some step before the last, stamped with attempt 1.
+    assert any(p.get("step", STEPS) < STEPS for p in seen), seen
+    st = kube.wft(namespace, name)["status"]  # type: ignore[index]
+    progress = st["progress"]
+    assert (progress["attempt"], progress["step"], progress["totalSteps"]) == (1, STEPS, STEPS)
+    assert progress["testWerBefore"] > 0 and progress["testWerAfter"] >= 0
+    assert progress["bestStep"] in (2, STEPS) and progress["evalWer"] >= 0
+    model_path = f"/checkpoints/{name}/output/model"
+    assert st["model"] == {
+        "attempt": 1,
+        "path": model_path,
+        "step": STEPS,
+        "checkpoint": st["lastCheckpoint"],
+    }
+    # ...and they are true of what is on the claim.
+    on_claim = claim_dir / name / "output"
+    for f in ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json"):
+        assert (on_claim / "model" / f).is_file(), f
+    results = json.loads((on_claim / "results.json").read_text())
+    assert results["test_wer_after"] == pytest.approx(progress["testWerAfter"], abs=1e-5)
+    assert results["test_wer_before"] == pytest.approx(progress["testWerBefore"], abs=1e-5)
+    ckpt_dir = claim_dir / st["lastCheckpoint"].removeprefix("/checkpoints/")
+    assert ckpt_dir.is_dir(), st["lastCheckpoint"]
+
+    # KubeRay's last step: the job succeeded.
+    kube.set_rayjob_status(
+        namespace, job, {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}
+    )
+    done = kube.wait(
+        "Succeeded",
+        lambda: o if phase(o := kube.wft(namespace, name)) == "Succeeded" else None,
+        timeout=60,
+    )
+    before, after = progress["testWerBefore"], progress["testWerAfter"]
+    assert f"test WER {before:.1%} -> {after:.1%}" in done["status"]["message"]
+    assert done["status"]["message"].endswith(f"at claim {claim}, {model_path}")
+    assert done["status"]["progressText"] == f"{STEPS}/{STEPS} (100%)"
+    succeeded = condition(done, "Succeeded")
+    assert succeeded is not None and succeeded["status"] == "True"
