@@ -9,6 +9,8 @@ setting (YAML key)              env var                                     defa
 ==============================  ==========================================  ======================================
 nodePools                       (file only)                                 nvidia-l4, nvidia-a100-80gb, nvidia-h100-80gb
 trainerImage                    WHISPERFT_TRAINER_IMAGE                     ghcr.io/whisperft/trainer:<version>
+allowedImages                   (file only)                                 [] = only trainerImage (its repository by digest)
+requireImageDigest              (file only)                                 false (true: spec.image must be repo@sha256:...)
 rayVersion                      WHISPERFT_RAY_VERSION                       2.60.0 (must match the trainer image)
 namespaces                      WHISPERFT_NAMESPACES (comma-separated)      [] = all namespaces
 workerDefaults.cpu / .memory    WHISPERFT_WORKER_CPU / _MEMORY              8 / 32Gi
@@ -102,6 +104,11 @@ def _default_pools() -> dict[str, NodePool]:
 class Settings(SettingsModel):
     node_pools: dict[str, NodePool] = Field(default_factory=_default_pools)
     trainer_image: str = f"ghcr.io/whisperft/trainer:{__version__}"
+    allowed_images: list[str] = Field(
+        default_factory=list,
+        description="Image repository prefixes spec.image may name (whole path segments).",
+    )
+    require_image_digest: bool = False
     image_pull_policy: str = "IfNotPresent"
     ray_version: str = "2.60.0"
     namespaces: list[str] = Field(default_factory=list)

@@ -1,5 +1,6 @@
 """Checks a valid spec must still pass before the operator plans it: what the
-CRD schema cannot know (the model's languages, what a cluster can write to).
+CRD schema cannot know (the model's languages, what a cluster can write to,
+which images and scheduling the platform allows).
 
 A refusal here is a `Planned=False` condition naming the field, before any GPU
 is asked for; `whisperft render` and `whisperft train --dry-run` show the same.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from whisperft.languages import LanguageError, check_language
 from whisperft.operator.api.spec import WhisperFineTuneSpec
+from whisperft.operator.settings import NodePool, Settings
 
 
 def language_problem(spec: WhisperFineTuneSpec) -> str | None:
@@ -29,4 +31,68 @@ def cluster_problem(spec: WhisperFineTuneSpec) -> str | None:
             "`whisperft train` can write; on a cluster leave it unset (the model stays on the "
             "checkpoint claim)"
         )
+    return None
+
+
+def _repository(image: str) -> str:
+    """`registry/path/name` without `:tag` or `@digest` (a registry port is not a tag)."""
+    name = image.split("@", 1)[0]
+    head, _, last = name.rpartition("/")
+    return f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]
+
+
+def _under(repository: str, prefix: str) -> bool:
+    """Whether `repository` is `prefix` or below it, by whole path segments, so that
+    `registry.corp/ml` does not admit `registry.corp/ml-evil/...`."""
+    prefix = prefix.rstrip("/")
+    return repository == prefix or repository.startswith(prefix + "/")
+
+
+def image_problem(spec: WhisperFineTuneSpec, settings: Settings) -> str | None:
+    """A `spec.image` outside the platform's allowlist (settings.allowedImages).
+
+    With no allowlist only the installed trainer image runs: its exact reference, or
+    its repository pinned by digest.
+    """
+    image = spec.image
+    if image is None or image == settings.trainer_image:
+        return None
+    digest = "@sha256:" in image
+    if settings.require_image_digest and not digest:
+        return (
+            f"spec.image: {image!r} is not pinned by digest; this cluster requires "
+            "repository@sha256:<digest>"
+        )
+    repo = _repository(image)
+    if settings.allowed_images:
+        if any(_under(repo, p) for p in settings.allowed_images):
+            return None
+        allowed = ", ".join(settings.allowed_images)
+        return f"spec.image: {image!r} is not from an allowed repository ({allowed})"
+    if digest and repo == _repository(settings.trainer_image):
+        return None
+    return (
+        f"spec.image: {image!r} is not allowed; this cluster runs only the installed trainer "
+        f"image {settings.trainer_image!r} (the platform team can allow more with "
+        "the chart's trainer.allowedImages)"
+    )
+
+
+def scheduling_problem(spec: WhisperFineTuneSpec, pool: NodePool | None) -> str | None:
+    """Scheduling a user may add to the pool's, never replace: no toleration of every
+    taint, and no nodeSelector key that contradicts the pool's."""
+    r = spec.resources
+    for i, t in enumerate(r.tolerations):
+        if t.operator == "Exists" and not t.key:
+            return (
+                f"spec.resources.tolerations[{i}]: operator Exists without a key tolerates every "
+                "taint (control-plane and other teams' nodes too); name the taint's key"
+            )
+    for key, value in r.node_selector.items():
+        wanted = (pool.node_selector if pool else {}).get(key)
+        if wanted is not None and wanted != value:
+            return (
+                f"spec.resources.nodeSelector[{key}]: {value!r} contradicts the node pool "
+                f"{r.accelerator!r}, which selects {wanted!r}; leave the key out"
+            )
     return None

@@ -96,7 +96,12 @@ def resolve(spec: WhisperFineTuneSpec, settings: Settings) -> Resolution:
     )
     plan = plan_memory(inp)
     problem: Problem | None = None
-    refused = admission.language_problem(spec) or admission.cluster_problem(spec)
+    refused = (
+        admission.language_problem(spec)
+        or admission.cluster_problem(spec)
+        or admission.image_problem(spec, settings)
+        or admission.scheduling_problem(spec, pool)
+    )
     if refused:
         problem = Problem(Reason.INVALID_SPEC, refused)
     elif r.accelerator and pool is None:

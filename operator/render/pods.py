@@ -77,6 +77,14 @@ def _resources(size: PodSize, gpus: int, gpu_resource: str) -> dict[str, Any]:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
+def _pull_policy(spec: WhisperFineTuneSpec, settings: Settings) -> str:
+    """A user-named image is always pulled: with IfNotPresent a private image cached on
+    the node would run without the pull credentials it needs."""
+    if spec.image is not None and spec.image != settings.trainer_image:
+        return "Always"
+    return settings.image_pull_policy
+
+
 def _container(
     name: str,
     spec: WhisperFineTuneSpec,
@@ -88,7 +96,7 @@ def _container(
     return {
         "name": name,
         "image": spec.image or settings.trainer_image,
-        "imagePullPolicy": settings.image_pull_policy,
+        "imagePullPolicy": _pull_policy(spec, settings),
         "resources": resources,
         "env": _env(spec, meta, attempt),
         "volumeMounts": _mounts(spec),
@@ -138,7 +146,8 @@ def worker_template(
     container = _container(
         "ray-worker", spec, meta, settings, attempt, _resources(res.worker, gpus, gpu_resource)
     )
-    selector = {**(pool.node_selector if pool else {}), **spec.resources.node_selector}
+    # The pool's keys win (admission refuses a contradicting one); users only add.
+    selector = {**spec.resources.node_selector, **(pool.node_selector if pool else {})}
     tolerations = [t.to_wire() for t in (pool.tolerations if pool else [])]
     tolerations += [
         t.to_wire() for t in spec.resources.tolerations if t.to_wire() not in tolerations
@@ -162,7 +171,7 @@ def submitter_template(
                 {
                     "name": "ray-job-submitter",
                     "image": spec.image or settings.trainer_image,
-                    "imagePullPolicy": settings.image_pull_policy,
+                    "imagePullPolicy": _pull_policy(spec, settings),
                     "resources": _resources(PodSize(size.cpu, size.memory), 0, ""),
                     "securityContext": container_security_context(settings),
                 }

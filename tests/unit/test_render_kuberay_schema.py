@@ -13,11 +13,10 @@ import pytest
 from whisperft.operator.api.resource import parse_resource
 from whisperft.operator.render.bundle import render_attempt
 from whisperft.operator.render.meta import Meta
-from whisperft.operator.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import kuberay_crd
-from test_render_golden import CASES
+from test_render_golden import CASES, SETTINGS
 
 pytestmark = pytest.mark.unit
 
@@ -29,7 +28,7 @@ def validator() -> Any:
 
 def _rayjob(body: dict[str, Any], attempt: int) -> dict[str, Any]:
     res = parse_resource(body)
-    out = render_attempt(res.spec, Meta(res.metadata.name, "ml", "uid"), Settings(), attempt)
+    out = render_attempt(res.spec, Meta(res.metadata.name, "ml", "uid"), SETTINGS, attempt)
     return out.of_kind("RayJob")[0]
 
 
