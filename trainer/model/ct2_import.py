@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ class CT2Source:
     name: str
     model_parts: tuple[Path, ...]
     directory: Path  # config.json, tokenizer.json, vocabulary.txt|json
+    # file name -> SHA-256 the files must have (bundled models); None: not checked
+    digests: Mapping[str, str] | None = None
 
     @property
     def files(self) -> list[Path]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from whisperft.trainer.model.bundled_digests import BUNDLED_SHA256
 from whisperft.trainer.model.ct2_import import IMPORTER_VERSION, REPORT_FILE, CT2Source, convert_ct2
 from whisperft.trainer.model.errors import ModelError
 
@@ -68,7 +69,30 @@ def bundled_source(name: str) -> CT2Source:
         )
     package, subdir, parts = _BUNDLED[name]
     files = tuple(_package_dir(p) / d / f for p, d, f in parts)
-    return CT2Source(name=name, model_parts=files, directory=_package_dir(package) / subdir)
+    return CT2Source(
+        name=name,
+        model_parts=files,
+        directory=_package_dir(package) / subdir,
+        digests=BUNDLED_SHA256[name],
+    )
+
+
+def verify_digests(source: CT2Source) -> None:
+    """Refuse a source whose files differ from the committed digests (bundled models)."""
+    if source.digests is None:
+        return
+    for f in source.files:
+        want = source.digests.get(f.name)
+        h = hashlib.sha256()
+        with open(f, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                h.update(block)
+        if want is None or h.hexdigest() != want:
+            raise ModelError(
+                f"bundled model {source.name!r}: {f} does not match its committed SHA-256 "
+                f"(expected {want or 'no such file'}, got {h.hexdigest()}); reinstall the package "
+                "from requirements.lock"
+            )
 
 
 def is_ct2_dir(path: Path) -> bool:
@@ -121,6 +145,7 @@ def converted_dir(source: CT2Source, cache_dir: str | Path | None = None) -> Pat
             shutil.rmtree(stale, ignore_errors=True)
         if final.exists():  # no report: never a complete conversion (rename is atomic)
             shutil.rmtree(final)
+        verify_digests(source)  # once per conversion: the cache key changes with the files
         tmp = models / f".tmp-{final.name}-{os.getpid()}"
         try:
             convert_ct2(source, tmp)
