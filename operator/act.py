@@ -22,7 +22,7 @@ from whisperft.operator.render.bundle import render_attempt
 from whisperft.operator.render.meta import Meta
 from whisperft.operator.settings import Settings
 from whisperft.operator.startup import StartupProblem
-from whisperft.operator.views import View
+from whisperft.operator.views import ClaimUser, View, claim_users
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,12 @@ class ClusterApi(Protocol):
     def get_finetune(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
     def list_rayjobs(self, namespace: str, finetune: str) -> list[dict[str, Any]]: ...
+
+    def list_finetunes(self, namespace: str) -> list[dict[str, Any]]: ...
+
+    def claim_controller(self, namespace: str, claim: str) -> str | None:
+        """The WhisperFineTune controlling the claim object, if any."""
+        ...
 
     def patch_status(
         self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None
@@ -125,10 +131,11 @@ def run_pass(
     ns, name = md.get("namespace") or "default", md["name"]
     render = renderer(settings)
     fresh = False  # Kopf's body may lag the API server
+    claims: tuple[ClaimUser, ...] | None = None
     for n in range(1, MAX_PASSES + 1):
         if rayjobs is None:
             rayjobs = api.list_rayjobs(ns, name)
-        view = View.of(body, rayjobs, startup_problems)
+        view = View.of(body, rayjobs, startup_problems, claims)
         decision = d.decide(view, render, now(), edit)
         if not fresh and any(not isinstance(a, d.Emit) for a in decision.actions):
             # Never create, delete or suspend on a copy that may be stale (Kopf's body,
@@ -137,7 +144,8 @@ def run_pass(
             if latest is None:
                 return Outcome(decision, False, n)
             body, rayjobs, fresh = latest, api.list_rayjobs(ns, name), True
-            view = View.of(body, rayjobs, startup_problems)
+            claims = _claim_users(api, ns, body)
+            view = View.of(body, rayjobs, startup_problems, claims)
             decision = d.decide(view, render, now(), edit)
         decision = execute(api, view, decision, now())
         _observe_phase(view, decision)
@@ -151,8 +159,17 @@ def run_pass(
             if latest_body is None:
                 return Outcome(decision, False, n)
             body, rayjobs, fresh = latest_body, None, True
+            claims = _claim_users(api, ns, body)
     log.warning("%s/%s: status changed under every one of %d passes", ns, name, MAX_PASSES)
     return Outcome(decision, False, MAX_PASSES)
+
+
+def _claim_users(api: ClusterApi, ns: str, body: dict[str, Any]) -> tuple[ClaimUser, ...] | None:
+    """Only for a named claim, and only before acting: two reads, rarely."""
+    claim = ((body.get("spec") or {}).get("checkpoints") or {}).get("claimName")
+    if not claim:
+        return None
+    return claim_users(claim, api.list_finetunes(ns), api.claim_controller(ns, claim))
 
 
 def _observe_phase(view: View, decision: d.Decision) -> None:

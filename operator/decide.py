@@ -205,6 +205,15 @@ def start(
     rendered = render(spec, _meta(view), attempt)
     if rendered.problem is not None:
         return refuse(view, now, rendered.problem.reason, rendered.problem.message)
+    taken = view.claim_taken_by(spec.checkpoints.claim_name)
+    if taken is not None:
+        message = (
+            f"spec.checkpoints.claimName: claim {spec.checkpoints.claim_name!r} holds the run "
+            f"directory of fine-tune {taken.name!r}; a claim is a trust boundary (whoever mounts "
+            "it can read and change every run on it), so name a claim of your own or set "
+            "checkpoints.size"
+        )
+        return refuse(view, now, Reason.CLAIM_IN_USE, message)
     job = rayjob_name(view.name, attempt)
     plan = rendered.resolution.plan
     st = view.status

@@ -39,6 +39,7 @@ class _Kind:
 
 def _kinds() -> dict[str, _Kind]:
     core, rbac = client.CoreV1Api(), client.RbacAuthorizationV1Api()
+    networking = client.NetworkingV1Api()
     custom = client.CustomObjectsApi()
 
     def create_rayjob(namespace: str, body: dict[str, Any], **kw: Any) -> Any:
@@ -63,6 +64,10 @@ def _kinds() -> dict[str, _Kind]:
         "Role": _Kind(rbac.create_namespaced_role, rbac.read_namespaced_role),
         "RoleBinding": _Kind(
             rbac.create_namespaced_role_binding, rbac.read_namespaced_role_binding
+        ),
+        "NetworkPolicy": _Kind(
+            networking.create_namespaced_network_policy,
+            networking.read_namespaced_network_policy,
         ),
         "RayJob": _Kind(create_rayjob, read_rayjob),
     }
@@ -202,6 +207,26 @@ class RealApi:
             _request_timeout=TIMEOUT,
         )
         return [dict(i) for i in out.get("items", [])]
+
+    def list_finetunes(self, namespace: str) -> list[dict[str, Any]]:
+        out: Any = client.CustomObjectsApi().list_namespaced_custom_object(
+            names.GROUP, names.VERSION, namespace, names.PLURAL, _request_timeout=TIMEOUT
+        )
+        return [dict(i) for i in out.get("items", [])]
+
+    def claim_controller(self, namespace: str, claim: str) -> str | None:
+        try:
+            pvc = client.CoreV1Api().read_namespaced_persistent_volume_claim(
+                claim, namespace, _request_timeout=TIMEOUT
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        for ref in (pvc.metadata.owner_references if pvc.metadata else None) or []:
+            if ref.controller and ref.kind == names.KIND:
+                return str(ref.name)
+        return None
 
     def patch_status(
         self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None

@@ -55,6 +55,34 @@ def owned_rayjobs(
 
 
 @dataclass(frozen=True)
+class ClaimUser:
+    """Another WhisperFineTune whose run directory is (or will be) on a claim."""
+
+    name: str
+    created: str  # metadata.creationTimestamp (RFC 3339 sorts as text)
+    owns_claim: bool  # the claim is the one the operator made for it
+
+
+def claim_users(
+    claim: str, finetunes: Iterable[dict[str, Any]], claim_controller: str | None
+) -> tuple[ClaimUser, ...]:
+    """The fine-tunes using `claim`: those naming it, the one the operator made it for
+    (by name pattern), and the WhisperFineTune that controls the claim object."""
+    out: dict[str, ClaimUser] = {}
+    for body in finetunes:
+        md = body.get("metadata") or {}
+        name = md.get("name", "")
+        named = ((body.get("spec") or {}).get("checkpoints") or {}).get("claimName")
+        owns = not named and claim == f"{name}-checkpoints"
+        if named == claim or owns:
+            out[name] = ClaimUser(name, md.get("creationTimestamp") or "", owns)
+    if claim_controller:
+        prior = out.get(claim_controller)
+        out[claim_controller] = ClaimUser(claim_controller, prior.created if prior else "", True)
+    return tuple(sorted(out.values(), key=lambda u: u.name))
+
+
+@dataclass(frozen=True)
 class View:
     """One WhisperFineTune as the API last showed it, with its RayJobs."""
 
@@ -69,6 +97,9 @@ class View:
     rayjobs: tuple[RayJobView, ...] = ()
     deleting: bool = False
     startup_problems: tuple[StartupProblem, ...] = ()
+    created: str = ""
+    # Who else uses the named checkpoint claim; None: not looked up (only before a create).
+    claim_users: tuple[ClaimUser, ...] | None = None
 
     @classmethod
     def of(
@@ -76,6 +107,7 @@ class View:
         body: dict[str, Any],
         rayjob_bodies: Iterable[dict[str, Any]] = (),
         startup_problems: Iterable[StartupProblem] = (),
+        claim_users: tuple[ClaimUser, ...] | None = None,
     ) -> View:
         md = body.get("metadata") or {}
         raw = dict(body.get("status") or {})
@@ -91,6 +123,8 @@ class View:
             rayjobs=owned_rayjobs(rayjob_bodies, md.get("uid")),
             deleting=bool(md.get("deletionTimestamp")),
             startup_problems=tuple(startup_problems),
+            created=md.get("creationTimestamp") or "",
+            claim_users=claim_users,
         )
 
     @property
@@ -104,6 +138,18 @@ class View:
 
     def newer_than(self, attempt: int) -> list[RayJobView]:
         return [r for r in self.rayjobs if (r.attempt or 0) > attempt and not r.deleting]
+
+    def claim_taken_by(self, claim: str | None) -> ClaimUser | None:
+        """Another fine-tune with a prior claim on `claim`: the one the claim was made
+        for, else the earliest that named it (ties by name), when that is not this one."""
+        others = [u for u in self.claim_users or () if u.name != self.name]
+        if not claim or not others:
+            return None
+        owner = next((u for u in others if u.owns_claim), None)
+        if owner is not None:
+            return owner
+        first = min(others, key=lambda u: (u.created, u.name))
+        return first if (first.created, first.name) < (self.created, self.name) else None
 
     def condition(self, kind: str) -> str | None:
         """The status ("True"/"False"/"Unknown") of a condition type, or None."""

@@ -71,6 +71,7 @@ class FakeCluster:
         md.setdefault("namespace", "ml")
         md["uid"] = f"wft-{next(self._uid)}"
         md["generation"] = 1
+        md.setdefault("creationTimestamp", f"2026-12-02T08:{len(self.objects):02d}:00Z")
         self.objects[("WhisperFineTune", md["namespace"], md["name"])] = self._stamp(body)
         return copy.deepcopy(body)
 
@@ -169,6 +170,22 @@ class FakeCluster:
             and ns == namespace
             and (o["metadata"].get("labels") or {}).get(names.LABEL_FINETUNE) == finetune
         ]
+
+    def list_finetunes(self, namespace: str) -> list[dict[str, Any]]:
+        self._check("list_finetunes", namespace)
+        return [
+            copy.deepcopy(o)
+            for (k, ns, _), o in sorted(self.objects.items())
+            if k == "WhisperFineTune" and ns == namespace
+        ]
+
+    def claim_controller(self, namespace: str, claim: str) -> str | None:
+        self._check("claim_controller", claim)
+        obj = self.objects.get(("PersistentVolumeClaim", namespace, claim))
+        for ref in ((obj or {}).get("metadata") or {}).get("ownerReferences") or []:
+            if ref.get("controller") and ref.get("kind") == names.KIND:
+                return str(ref["name"])
+        return None
 
     def patch_status(
         self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None

@@ -71,6 +71,8 @@ class Reason(str, Enum):
     """A Ray pod's container cannot be created (a missing Secret key, a bad mount)."""
     STARTUP_DEADLINE_EXCEEDED = "StartupDeadlineExceeded"
     """The pods could not start within the startup deadline; not retried."""
+    CLAIM_IN_USE = "ClaimInUse"
+    """The named checkpoint claim holds another fine-tune's run directory."""
     NAME_CONFLICT = "NameConflict"
     """A child's name is taken by an object this resource does not control."""
     BAD_INPUT = "BadInput"

@@ -132,3 +132,33 @@ def test_a_refused_create_does_not_spend_a_restart(
     )
     assert obj["status"]["restarts"] == 1  # one failed attempt retried: one restart
     kube.wait("attempt 1 deleted", lambda: kube.rayjob(namespace, job_1) is None, timeout=60)
+
+
+def test_a_claim_holding_another_fine_tunes_run_is_refused(
+    cluster: ControlPlane,
+    kube: Kube,
+    namespace: str,
+    operator_factory: Callable[..., OperatorProcess],
+) -> None:
+    """A claim is a trust boundary: naming another fine-tune's claim (one it named, or
+    the one the operator made for it) is refused before anything mounts it."""
+    operator_factory("claims", [namespace])
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=dump(finetune("alice")))
+    kube.wait("alice's RayJob", lambda: kube.rayjob(namespace, rayjob_name("alice", 1)), 90)
+    kube.wait(
+        "alice's claim",
+        lambda: kube.get("persistentvolumeclaim", namespace, "alice-checkpoints"),
+        timeout=30,
+    )
+    thief = finetune("mallory")
+    thief["spec"]["checkpoints"] = {"claimName": "alice-checkpoints"}
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=dump(thief))
+
+    def refused() -> dict[str, Any] | None:
+        c = _cond(kube, namespace, "mallory", "Planned")
+        return c if c and c["reason"] == "ClaimInUse" else None
+
+    c = kube.wait("Planned=False ClaimInUse", refused, timeout=60)
+    assert "spec.checkpoints.claimName" in c["message"] and "'alice'" in c["message"]
+    assert phase(kube.wft(namespace, "mallory")) == "Failed"
+    assert kube.rayjob(namespace, rayjob_name("mallory", 1)) is None

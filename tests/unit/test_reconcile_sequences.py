@@ -364,6 +364,34 @@ def test_the_final_wer_and_exported_model_reach_status_and_leave_with_their_atte
     assert done["message"].endswith("/checkpoints/ft/output/model")
 
 
+def test_a_claim_another_fine_tune_uses_is_not_mounted(cluster: FakeCluster, op: Operator) -> None:
+    """A claim is a trust boundary: a second fine-tune naming a claim whose run
+    directory belongs to another is refused before anything is created."""
+    cluster.apply_finetune(finetune("alice", checkpoints={"claimName": "team-ckpt"}))
+    op.tick("alice")
+    assert cluster.rayjob_names(NS) == ["alice-1"]
+    cluster.apply_finetune(finetune("mallory", checkpoints={"claimName": "team-ckpt"}))
+    op.tick("mallory")
+    assert cluster.rayjob_names(NS) == ["alice-1"]
+    st = status(cluster, "mallory")
+    assert st["phase"] == "Failed" and cond(cluster, "Planned", "mallory")["reason"] == "ClaimInUse"
+    assert "spec.checkpoints.claimName" in st["message"] and "alice" in st["message"]
+    # the operator-made claim of another fine-tune, named by hand
+    cluster.apply_finetune(finetune("bob"))
+    op.tick("bob")
+    cluster.apply_finetune(finetune("eve", checkpoints={"claimName": "bob-checkpoints"}))
+    op.tick("eve")
+    assert "eve-1" not in cluster.rayjob_names(NS)
+    assert "bob" in status(cluster, "eve")["message"]
+    # a claim nobody else uses is fine, and so is the owner's own re-check
+    cluster.apply_finetune(finetune("carol", checkpoints={"claimName": "carol-own"}))
+    op.tick("carol")
+    assert "carol-1" in cluster.rayjob_names(NS)
+    cluster.set_rayjob_status(NS, "alice-1", FAILED)
+    op.tick("alice")  # alice's retry still mounts her claim
+    assert "alice-2" in cluster.rayjob_names(NS)
+
+
 def test_a_missing_rayjob_is_recreated_for_the_same_attempt(
     cluster: FakeCluster, op: Operator
 ) -> None:
