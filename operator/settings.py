@@ -22,6 +22,7 @@ submitterResources.cpu/.memory  (file only)                                 500m
 syncIntervalSeconds             WHISPERFT_SYNC_INTERVAL                     5
 metricsPort                     WHISPERFT_METRICS_PORT                      8080 (0: off)
 runAsUser / fsGroup             (file only)                                 1000 / 100 (the Ray image's user)
+kuberayNamespace                WHISPERFT_KUBERAY_NAMESPACE                 kuberay-system (the KubeRay operator's)
 ==============================  ==========================================  ======================================
 
 A node pool entry (keyed by the ``accelerator`` users write in the spec)::
@@ -33,6 +34,11 @@ A node pool entry (keyed by the ``accelerator`` users write in the spec)::
         gpuMemoryGiB: 24
         gpuResource: nvidia.com/gpu
         bf16: true
+
+``kuberayNamespace`` is where the KubeRay operator runs: each attempt's
+NetworkPolicy lets pods of that namespace reach the Ray head's dashboard port
+(KubeRay polls job status there) and nothing else from outside the job; set it
+to the namespace KubeRay is really installed in, or its RayJobs never report.
 """
 
 from __future__ import annotations
@@ -125,6 +131,13 @@ class Settings(SettingsModel):
     metrics_port: int = Field(8080, ge=0, le=65535)
     run_as_user: int = Field(1000, ge=1)
     fs_group: int = Field(100, ge=0)
+    kuberay_namespace: str = Field(
+        "kuberay-system",
+        min_length=1,
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="Namespace of the KubeRay operator, allowed to the Ray head's dashboard.",
+    )
     field_manager: str = "whisperft-operator"
 
     def pool(self, accelerator: str | None) -> NodePool | None:
@@ -141,6 +154,7 @@ _ENV_KEYS: dict[str, tuple[str, ...]] = {
     "WHISPERFT_SHM_SIZE": ("shmSize",),
     "WHISPERFT_SYNC_INTERVAL": ("syncIntervalSeconds",),
     "WHISPERFT_METRICS_PORT": ("metricsPort",),
+    "WHISPERFT_KUBERAY_NAMESPACE": ("kuberayNamespace",),
 }
 
 

@@ -9,6 +9,7 @@ from whisperft.operator.api.spec import WhisperFineTuneSpec
 from whisperft.operator.planning.resolve import Problem, Resolution, resolve
 from whisperft.operator.render.config import render_config_map
 from whisperft.operator.render.meta import Meta
+from whisperft.operator.render.network import render_network_policies
 from whisperft.operator.render.rayjob import render_rayjob
 from whisperft.operator.render.rbac import render_trainer_rbac
 from whisperft.operator.render.storage import render_checkpoint_claim
@@ -46,5 +47,7 @@ def render_attempt(
         out.children.append(claim)
     out.children.extend(render_trainer_rbac(meta))
     out.children.append(render_config_map(config, meta, attempt))
+    # Before the RayJob, so its pods never run unfenced.
+    out.children.extend(render_network_policies(meta, settings, attempt))
     out.children.append(render_rayjob(spec, meta, settings, res, attempt))
     return out

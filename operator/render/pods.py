@@ -48,7 +48,9 @@ def _mounts(spec: WhisperFineTuneSpec) -> list[dict[str, Any]]:
     return mounts
 
 
-def _env(spec: WhisperFineTuneSpec, meta: Meta, attempt: int) -> list[dict[str, Any]]:
+def _env(
+    spec: WhisperFineTuneSpec, meta: Meta, attempt: int, *, hf_token: bool
+) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": names.ENV_FINETUNE_NAME, "value": meta.name},
         {"name": names.ENV_FINETUNE_NAMESPACE, "value": meta.namespace},
@@ -60,7 +62,7 @@ def _env(spec: WhisperFineTuneSpec, meta: Meta, attempt: int) -> list[dict[str, 
         {"name": "HF_HOME", "value": HF_HOME},
     ]
     ref = spec.hf_token_secret_ref
-    if ref is not None:
+    if hf_token and ref is not None:
         env.append(
             {
                 "name": HF_TOKEN_ENV,
@@ -92,13 +94,15 @@ def _container(
     settings: Settings,
     attempt: int,
     resources: dict[str, Any],
+    *,
+    hf_token: bool,
 ) -> dict[str, Any]:
     return {
         "name": name,
         "image": spec.image or settings.trainer_image,
         "imagePullPolicy": _pull_policy(spec, settings),
         "resources": resources,
-        "env": _env(spec, meta, attempt),
+        "env": _env(spec, meta, attempt, hf_token=hf_token),
         "volumeMounts": _mounts(spec),
         "securityContext": container_security_context(settings),
     }
@@ -114,10 +118,12 @@ def _pod(
     container: dict[str, Any],
     node_selector: dict[str, str],
     tolerations: list[dict[str, Any]],
+    *,
+    api_token: bool,
 ) -> dict[str, Any]:
     pod_spec: dict[str, Any] = {
         "serviceAccountName": trainer_account_name(meta.name),
-        "automountServiceAccountToken": True,  # rank 0 patches the resource's status
+        "automountServiceAccountToken": api_token,
         "securityContext": pod_security_context(settings),
         "containers": [container],
         "volumes": _volumes(spec, meta, res, attempt),
@@ -132,9 +138,14 @@ def _pod(
 def head_template(
     spec: WhisperFineTuneSpec, meta: Meta, settings: Settings, res: Resolution, attempt: int
 ) -> dict[str, Any]:
-    """The head runs the driver only: no GPUs, no GPU-pool placement."""
-    container = _container("ray-head", spec, meta, settings, attempt, _resources(res.head, 0, ""))
-    return _pod(spec, meta, settings, res, attempt, "ray-head", container, {}, [])
+    """The head runs the driver only: no GPUs, no GPU-pool placement.
+
+    The driver resolves (downloads) the model into the claim, so the head alone gets
+    the hub token; it never calls the Kubernetes API, so it gets no ServiceAccount token."""
+    container = _container(
+        "ray-head", spec, meta, settings, attempt, _resources(res.head, 0, ""), hf_token=True
+    )
+    return _pod(spec, meta, settings, res, attempt, "ray-head", container, {}, [], api_token=False)
 
 
 def worker_template(
@@ -143,8 +154,15 @@ def worker_template(
     gpus = spec.resources.effective_gpus_per_worker
     pool = res.pool
     gpu_resource = pool.gpu_resource if pool else "nvidia.com/gpu"
+    # Workers load the model the driver prepared on the claim: no hub token.
     container = _container(
-        "ray-worker", spec, meta, settings, attempt, _resources(res.worker, gpus, gpu_resource)
+        "ray-worker",
+        spec,
+        meta,
+        settings,
+        attempt,
+        _resources(res.worker, gpus, gpu_resource),
+        hf_token=False,
     )
     # The pool's keys win (admission refuses a contradicting one); users only add.
     selector = {**spec.resources.node_selector, **(pool.node_selector if pool else {})}
@@ -152,7 +170,19 @@ def worker_template(
     tolerations += [
         t.to_wire() for t in spec.resources.tolerations if t.to_wire() not in tolerations
     ]
-    return _pod(spec, meta, settings, res, attempt, "ray-worker", container, selector, tolerations)
+    # Rank 0 runs on a worker and patches the resource's status with the trainer's token.
+    return _pod(
+        spec,
+        meta,
+        settings,
+        res,
+        attempt,
+        "ray-worker",
+        container,
+        selector,
+        tolerations,
+        api_token=True,
+    )
 
 
 def submitter_template(

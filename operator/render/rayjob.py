@@ -41,6 +41,10 @@ def render_rayjob(
         "rayClusterSpec": {
             "rayVersion": settings.ray_version,
             "enableInTreeAutoscaling": False,
+            # KubeRay makes a Secret with a random token for the cluster and sets
+            # RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (from that Secret) on every Ray
+            # container and the submitter: no token, no GCS, dashboard or job API.
+            "authOptions": {"mode": "token"},
             "headGroupSpec": {
                 "rayStartParams": {"dashboard-host": "0.0.0.0", "num-gpus": "0"},
                 "template": head_template(spec, meta, settings, res, attempt),

@@ -29,6 +29,7 @@ OPERATOR_RULES: set[Rule] = {
     ("", "serviceaccounts", ("create", "get"), ()),
     ("rbac.authorization.k8s.io", "roles", ("create", "get"), ()),
     ("rbac.authorization.k8s.io", "rolebindings", ("create", "get"), ()),
+    ("networking.k8s.io", "networkpolicies", ("create", "get"), ()),
     ("", "events", ("create",), ()),
     # read-only, to say why the Ray pods do not start (operator/startup.py)
     ("", "pods", ("list", "watch"), ()),
@@ -191,6 +192,7 @@ def test_operator_may_create_every_kind_of_child_it_renders() -> None:
         "ServiceAccount": ("", "serviceaccounts"),
         "Role": ("rbac.authorization.k8s.io", "roles"),
         "RoleBinding": ("rbac.authorization.k8s.io", "rolebindings"),
+        "NetworkPolicy": ("networking.k8s.io", "networkpolicies"),
         "RayJob": ("ray.io", "rayjobs"),
     }
     example = (

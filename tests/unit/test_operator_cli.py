@@ -45,6 +45,8 @@ def test_render_prints_every_child(tmp_path: Path, capsys: pytest.CaptureFixture
         "Role",
         "RoleBinding",
         "ConfigMap",
+        "NetworkPolicy",
+        "NetworkPolicy",
         "RayJob",
     ]
     assert docs[-1]["metadata"]["name"] == "cli-demo-1"

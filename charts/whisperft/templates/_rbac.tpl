@@ -43,6 +43,11 @@ list/watch (to say why they do not start); KubeRay, not us, manages them.
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
   verbs: ["get", "create"]
+# Each attempt's NetworkPolicies fencing its Ray pods (operator/render/network.py),
+# created before its RayJob and removed with the rest by their owner references.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "create"]
 # Read-only: why the Ray pods do not start (image pull, scheduling, claims),
 # copied into the fine-tune's conditions. Kopf indexes our pods by label.
 - apiGroups: [""]
