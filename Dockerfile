@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1.7
 # Two images from one file, both installing their Python dependencies with
 # requirements.lock as the constraints file, so every package in them is at
-# the exact version the tests ran with (tests/unit/test_dockerfile.py checks):
+# the exact version the tests ran with and matches one of the lock's SHA-256
+# hashes (the pinned pip from requirements-bootstrap.lock, itself installed
+# with --require-hashes, checks constraint hashes; tests/unit/test_dockerfile.py):
 #
 #   docker build --target operator -t ghcr.io/whisperft/operator:0.1.0 .
 #   docker build --target trainer  -t ghcr.io/whisperft/trainer:0.1.0 .
@@ -47,12 +49,13 @@ LABEL org.opencontainers.image.title="whisperft-operator" \
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
-COPY requirements.lock /tmp/requirements.lock
+COPY requirements-bootstrap.lock requirements.lock /tmp/
 COPY --from=wheel /wheels /tmp/wheels
-RUN pip install --no-cache-dir --only-binary=:all: -c /tmp/requirements.lock \
+RUN pip install --no-cache-dir --require-hashes -r /tmp/requirements-bootstrap.lock \
+    && pip install --no-cache-dir --only-binary=:all: -c /tmp/requirements.lock \
         "whisperft[operator] @ file:///tmp/wheels/whisperft-${VERSION}-py3-none-any.whl" \
     && pip check \
-    && rm -rf /tmp/wheels /tmp/requirements.lock
+    && rm -rf /tmp/wheels /tmp/requirements.lock /tmp/requirements-bootstrap.lock
 # Numeric, so Kubernetes can verify runAsNonRoot; the chart runs it as 10001.
 RUN groupadd --gid 10001 whisperft \
     && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin whisperft
@@ -79,15 +82,16 @@ ENV PYTHONUNBUFFERED=1 \
     HF_HUB_DISABLE_TELEMETRY=1 \
     RAY_USAGE_STATS_ENABLED=0 \
     DS_BUILD_OPS=0
-COPY --chown=1000:100 requirements.lock /tmp/requirements.lock
+COPY --chown=1000:100 requirements-bootstrap.lock requirements.lock /tmp/
 COPY --from=wheel --chown=1000:100 /wheels /tmp/wheels
 # torch first: DeepSpeed's source distribution imports it while building, so
 # it is built without isolation against the locked torch. The constraints
 # move anything the Ray image ships at another version to the locked one.
-RUN pip install --no-cache-dir -c /tmp/requirements.lock torch \
+RUN pip install --no-cache-dir --require-hashes -r /tmp/requirements-bootstrap.lock \
+    && pip install --no-cache-dir -c /tmp/requirements.lock torch \
     && pip install --no-cache-dir --no-build-isolation -c /tmp/requirements.lock \
         "whisperft[trainer] @ file:///tmp/wheels/whisperft-${VERSION}-py3-none-any.whl" \
-    && rm -rf /tmp/wheels /tmp/requirements.lock
+    && rm -rf /tmp/wheels /tmp/requirements.lock /tmp/requirements-bootstrap.lock
 # The Ray image's own non-root user (uid 1000, gid 100); the operator renders
 # the Ray pods with the same runAsUser/fsGroup.
 USER 1000:100

@@ -11,7 +11,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 CACHE ?= $(HOME)/.cache/whisperft
 LOCK := requirements.lock
-LOCK_KEY := $(shell cat $(LOCK) 2>/dev/null | sha256sum | cut -c1-12)
+BOOTSTRAP_LOCK := requirements-bootstrap.lock
+LOCK_KEY := $(shell cat $(BOOTSTRAP_LOCK) $(LOCK) 2>/dev/null | sha256sum | cut -c1-12)
 VENV ?= $(CACHE)/venv-$(LOCK_KEY)
 PY := $(VENV)/bin/python
 STAMP := .make/installed-$(LOCK_KEY)
@@ -28,11 +29,12 @@ export TOKENIZERS_PARALLELISM := false
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(VENV)/.deps-ok: $(LOCK)
+# Every file pip installs must match a SHA-256 in the locks (--require-hashes).
+$(VENV)/.deps-ok: $(BOOTSTRAP_LOCK) $(LOCK)
 	@echo "==> creating $(VENV) (first time only: torch is large)"
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip setuptools wheel
-	$(VENV)/bin/pip install -q -r $(LOCK)
+	$(VENV)/bin/pip install -q --require-hashes -r $(BOOTSTRAP_LOCK)
+	$(VENV)/bin/pip install -q --require-hashes -r $(LOCK)
 	touch $@
 
 # The project itself is installed editable into the shared venv on every new

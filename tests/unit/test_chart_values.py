@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from toolbin import CHART_DIR as CHART
 from toolbin import helm_template, helm_template_text, require_tool
 
 pytestmark = pytest.mark.unit
@@ -150,6 +151,23 @@ def test_settings_carry_defaults_and_namespaces(helm: Path) -> None:
     assert (settings["runAsUser"], settings["fsGroup"]) == (1000, 100)
 
 
+def test_default_scope_is_namespaced_to_the_release_namespace(helm: Path) -> None:
+    """`watch.scope: namespaces` is the default; an empty list serves the install
+    namespace (a Role there, no cluster-wide RBAC), like the old "release" scope."""
+    for values in (
+        {},
+        {"watch": {"scope": "namespaces", "namespaces": []}},
+        {"watch": {"scope": "release"}},
+    ):
+        docs = helm_template(helm, values, namespace="ml")
+        assert settings_of(docs)["namespaces"] == ["ml"], values
+        rbac = {(d["kind"], d["metadata"].get("namespace")) for d in docs if "Role" in d["kind"]}
+        assert rbac == {("Role", "ml"), ("RoleBinding", "ml")}, values
+        assert "--all-namespaces" not in container_of(docs)["args"]
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert defaults["watch"] == {"scope": "namespaces", "namespaces": []}
+
+
 def test_rendered_settings_load_in_the_operator(helm: Path, tmp_path: Path) -> None:
     """The chart writes exactly the file format operator/settings.py reads."""
     from whisperft.operator.settings import ENV_SETTINGS_FILE, load_settings
@@ -184,7 +202,9 @@ def test_rendered_settings_load_in_the_operator(helm: Path, tmp_path: Path) -> N
 
 def test_ray_version_matches_the_locked_ray(helm: Path) -> None:
     lock = (Path(__file__).resolve().parents[2] / "requirements.lock").read_text()
-    (ray_pin,) = [line.split("==")[1] for line in lock.splitlines() if line.startswith("ray==")]
+    (ray_pin,) = [
+        line.split("==")[1].split()[0] for line in lock.splitlines() if line.startswith("ray==")
+    ]
     assert settings_of(helm_template(helm))["rayVersion"] == ray_pin
 
 
@@ -198,7 +218,6 @@ def test_extra_args_and_env_reach_the_operator(helm: Path) -> None:
 # (values, the field path helm must name, a fragment of the reason)
 BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     ({"watch": {"scope": "everywhere"}}, "/watch/scope", "value must be one of"),
-    ({"watch": {"scope": "namespaces"}}, "/watch/namespaces", "minItems"),
     (
         {"watch": {"scope": "namespaces", "namespaces": ["Team_A"]}},
         "/watch/namespaces/0",

@@ -64,14 +64,21 @@ def parse() -> tuple[dict[str, str], dict[str, Stage]]:
     return global_args, stages
 
 
-def lock_pins() -> dict[str, str]:
-    pins: dict[str, str] = {}
-    for line in LOCK.read_text().splitlines():
+def lock_entries(path: Path = LOCK) -> dict[str, tuple[str, list[str]]]:
+    """name -> (version, its --hash values), from a hashed lock file."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    out: dict[str, tuple[str, list[str]]] = {}
+    for line in text.splitlines():
         line = line.split("#")[0].strip()
         if line:
-            name, _, version = line.partition("==")
-            pins[canonicalize_name(name)] = version
-    return pins
+            pin, *hashes = line.split()
+            name, _, version = pin.partition("==")
+            out[canonicalize_name(name)] = (version, [h.removeprefix("--hash=") for h in hashes])
+    return out
+
+
+def lock_pins() -> dict[str, str]:
+    return {name: version for name, (version, _) in lock_entries().items()}
 
 
 def pip_installs(stage: Stage) -> list[list[str]]:
@@ -143,12 +150,14 @@ def test_two_targets_on_pinned_bases_matching_the_lock() -> None:
 def test_every_package_in_the_image_is_pinned_by_the_lock(target: str) -> None:
     _, stages = parse()
     stage = stages[target]
-    assert "requirements.lock /tmp/requirements.lock" in " ".join(stage.args_of("COPY"))
+    assert "requirements-bootstrap.lock requirements.lock /tmp/" in " ".join(stage.args_of("COPY"))
     pins = lock_pins()
     installs = pip_installs(stage)
     assert installs, f"{target} installs nothing"
     extras: set[str] = set()
-    for argv in installs:
+    bootstrap = ["--no-cache-dir", "--require-hashes", "-r", "/tmp/requirements-bootstrap.lock"]
+    assert installs[0] == bootstrap, "the hash-checking pip must be installed first"
+    for argv in installs[1:]:
         assert "-c" in argv and argv[argv.index("-c") + 1] == "/tmp/requirements.lock", argv
         packages = [a for i, a in enumerate(argv) if not a.startswith("-") and argv[i - 1] != "-c"]
         for package in packages:
@@ -302,3 +311,20 @@ def test_operator_image_check_really_blocks_the_trainer_stack(tmp_path: Path) ->
     for module in ("torch", "numpy", "transformers"):
         proc = _in_operator_image(tmp_path, "--import", module)
         assert proc.returncode != 0 and "in the operator image" in proc.stderr, module
+
+
+@pytest.mark.parametrize("lock", ["requirements.lock", "requirements-bootstrap.lock"])
+def test_every_pin_carries_sha256_hashes(lock: str) -> None:
+    entries = lock_entries(REPO_ROOT / lock)
+    assert entries
+    for name, (version, hashes) in entries.items():
+        assert version and hashes, f"{lock}: {name} has no --hash"
+        assert all(re.fullmatch(r"sha256:[0-9a-f]{64}", h) for h in hashes), (name, hashes)
+
+
+def test_make_installs_with_require_hashes() -> None:
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    installs = re.findall(r"^\t\$\(VENV\)/bin/pip install (.*)$", makefile, re.M)
+    from_locks = [i for i in installs if "-r $(" in i]
+    assert len(from_locks) == 2 and all("--require-hashes" in i for i in from_locks), installs
+    assert not [i for i in installs if "--upgrade" in i], "an unpinned upgrade escapes the locks"
