@@ -224,6 +224,7 @@ def test_helm_install_then_operator_runs_with_the_charts_rbac(
         # create-or-get: `get` runs only when a create hits 409 (a restarted operator).
         ("get", "configmaps"), ("get", "persistentvolumeclaims"), ("get", "serviceaccounts"),
         ("get", "roles.rbac.authorization.k8s.io"), ("get", "rolebindings.rbac.authorization.k8s.io"),
+        ("get", "networkpolicies.networking.k8s.io"),
         # create-or-get reads a RayJob only when its create hits 409.
         ("get", "rayjobs.ray.io"),
         # Checked by the OwnerReferencesPermissionEnforcement admission plugin when
