@@ -59,6 +59,8 @@ FILES_BY_KIND = {
     "RoleBinding": "rbac.yaml",
     "Service": "service.yaml",
     "Deployment": "deployment.yaml",
+    "ValidatingAdmissionPolicy": "admission.yaml",
+    "ValidatingAdmissionPolicyBinding": "admission.yaml",
 }
 
 

@@ -117,6 +117,11 @@ def test_default_render_has_the_expected_objects(helm: Path) -> None:
             ("RoleBinding", "wft-whisperft-operator", "whisperft-system"),
             ("Service", "wft-whisperft-metrics", "whisperft-system"),
             ("Deployment", "wft-whisperft-operator", "whisperft-system"),
+            # Cluster-scoped, so named after the release's namespace too.
+            ("ValidatingAdmissionPolicy", "wft-whisperft-whisperft-system-rayjobs", None),
+            ("ValidatingAdmissionPolicyBinding", "wft-whisperft-whisperft-system-rayjobs", None),
+            ("ValidatingAdmissionPolicy", "wft-whisperft-whisperft-system-secretrefs", None),
+            ("ValidatingAdmissionPolicyBinding", "wft-whisperft-whisperft-system-secretrefs", None),
         ]
     )
 

@@ -106,19 +106,23 @@ def test_every_kustomization_builds_a_complete_install(
             "Namespace",
             "CustomResourceDefinition",
             "ServiceAccount",
-            "ClusterRole",
-            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
             "ConfigMap",
             "Service",
             "Deployment",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+            "ValidatingAdmissionPolicyBinding",
         ]
     )
     for doc in docs:
         if doc["kind"] not in {
             "Namespace",
             "CustomResourceDefinition",
-            "ClusterRole",
-            "ClusterRoleBinding",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
         }:
             assert doc["metadata"]["namespace"] == NAMESPACE, doc["metadata"]
     # The Deployment mounts the generated (hash-suffixed) ConfigMap, which the
@@ -132,17 +136,15 @@ def test_every_kustomization_builds_a_complete_install(
         "annotations", {}
     )
     loaded = operator_accepts(settings, tmp_path)
-    assert loaded.namespaces == []  # the base serves every namespace
+    assert loaded.namespaces == [NAMESPACE]  # namespaced: the install namespace
     (crd,) = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
     assert crd["metadata"]["name"] == "whisperfinetunes.whisperft.io"
 
 
-def test_base_is_the_chart_with_cluster_wide_scope(
+def test_base_is_the_chart_with_its_default_namespaced_scope(
     helm: Path, built: dict[str, list[dict[str, Any]]]
 ) -> None:
-    chart = helm_template(
-        helm, {"watch": {"scope": "all"}}, release="whisperft", namespace=NAMESPACE
-    )
+    chart = helm_template(helm, {}, release="whisperft", namespace=NAMESPACE)
     base = built["base"]
 
     def key(d: dict[str, Any]) -> tuple[str, str]:
@@ -321,4 +323,4 @@ def test_gitops_guide_overlay_without_the_crd_builds(kubectl: Path, tmp_path: Pa
     docs = [d for d in yaml.safe_load_all(run_tool([kubectl, "kustomize", overlay]).stdout) if d]
     kinds = {d["kind"] for d in docs}
     assert "CustomResourceDefinition" not in kinds
-    assert {"Deployment", "ClusterRole", "ConfigMap", "Namespace"} <= kinds
+    assert {"Deployment", "Role", "ConfigMap", "Namespace", "ValidatingAdmissionPolicy"} <= kinds

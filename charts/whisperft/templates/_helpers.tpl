@@ -59,13 +59,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 The namespaces served, as a JSON list (empty when cluster-wide).
-"release" serves only the namespace the chart is installed in.
+"release", and "namespaces" with an empty list, serve only the namespace the
+chart is installed in.
 */}}
 {{- define "whisperft.watchNamespaces" -}}
 {{- if eq .Values.watch.scope "all" }}
 {{- list | toJson }}
 {{- else if eq .Values.watch.scope "namespaces" }}
-{{- .Values.watch.namespaces | uniq | toJson }}
+{{- .Values.watch.namespaces | default (list .Release.Namespace) | uniq | toJson }}
 {{- else }}
 {{- list .Release.Namespace | toJson }}
 {{- end }}
