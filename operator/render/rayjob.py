@@ -46,7 +46,10 @@ def render_rayjob(
             # container and the submitter: no token, no GCS, dashboard or job API.
             "authOptions": {"mode": "token"},
             "headGroupSpec": {
-                "rayStartParams": {"dashboard-host": "0.0.0.0", "num-gpus": "0"},
+                # No CPUs either: no Ray Train worker (least of all rank 0, which
+                # patches the status with the trainer's API token) runs on the head,
+                # which has no such token. The driver and Train's controller take 0 CPUs.
+                "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0", "num-gpus": "0"},
                 "template": head_template(spec, meta, settings, res, attempt),
             },
             "workerGroupSpecs": [

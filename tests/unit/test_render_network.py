@@ -181,6 +181,17 @@ def test_ray_token_auth_is_on() -> None:
     assert job["spec"]["rayClusterSpec"]["authOptions"] == {"mode": "token"}
 
 
+@pytest.mark.parametrize("accelerator", ["nvidia-l4", None])
+def test_no_train_worker_runs_on_the_head(accelerator: str | None) -> None:
+    """Rank 0 patches the status with the trainer's API token, which the head lacks:
+    the head offers Ray no CPUs or GPUs, so every Train worker lands on a worker pod
+    (the driver and Train's controller need none)."""
+    resources = {"workers": 1, "cpu": "1"} | ({"accelerator": accelerator} if accelerator else {})
+    (job,) = _render(resources=resources).of_kind("RayJob")
+    params = job["spec"]["rayClusterSpec"]["headGroupSpec"]["rayStartParams"]
+    assert (params["num-cpus"], params["num-gpus"]) == ("0", "0")
+
+
 def _env(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for c in template["spec"]["containers"] for e in c.get("env", [])}
 
