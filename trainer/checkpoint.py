@@ -4,7 +4,8 @@ One checkpoint is the directory ``<storage>/<run>/checkpoint_step_NNNNNNNN``
 that Ray Train merges from every worker's upload:
 
 - ``ds/``: DeepSpeed's engine state (model, optimizer, scheduler shards);
-- ``rng_rank{r}.pt``: each rank's RNG state;
+- ``rng_rank{r}.json``: each rank's RNG state, plain JSON (trainer.rng_state);
+  checkpoints written before it have a pickled ``rng_rank{r}.pt``, never loaded;
 - ``manifest_rank{r}.json``: the files rank r wrote, with sizes and SHA-256;
 - ``trainer_state.json``: step, data position, metrics history, best WER and
   the whole TrainConfig (written by rank 0).
@@ -15,6 +16,13 @@ skipped in favour of the previous good checkpoint, with a warning. Before a
 resume the contents are checked against the recorded digests too, so a file
 damaged in place (same size) is skipped the same way instead of failing the
 load on every retry. Digests cost one extra read of what a rank just wrote.
+A file in ``ds/`` that no manifest lists makes the checkpoint incomplete too:
+DeepSpeed finds some of its files by glob and would read it.
+
+Digests catch damage, not an attacker: the claim may be writable by others,
+who can rewrite a manifest along with its file. What stops code planted there
+is that nothing of a checkpoint is unpickled: RNG state is JSON and every
+torch file, DeepSpeed's included, is read weights-only (trainer.safe_load).
 """
 
 from __future__ import annotations
@@ -99,6 +107,7 @@ def problem(ckpt: Path, *, verify_content: bool = False) -> str | None:
         state = TrainerState.from_json(state_file.read_text())
     except (ValueError, TypeError) as exc:
         return f"{STATE_FILE} unreadable ({exc})"
+    listed: set[str] = set()
     for rank in range(state.world_size):
         manifest = ckpt / f"manifest_rank{rank}.json"
         if not manifest.is_file():
@@ -107,7 +116,10 @@ def problem(ckpt: Path, *, verify_content: bool = False) -> str | None:
             files = json.loads(manifest.read_text())["files"]
         except (ValueError, KeyError) as exc:
             return f"{manifest.name} unreadable ({exc})"
+        listed.update(files)
         for rel, entry in files.items():
+            if Path(rel).is_absolute() or ".." in Path(rel).parts:
+                return f"{manifest.name} lists {rel}, outside the checkpoint"
             size, digest = (
                 (entry, None) if isinstance(entry, int) else (entry["size"], entry["sha256"])
             )
@@ -118,6 +130,10 @@ def problem(ckpt: Path, *, verify_content: bool = False) -> str | None:
                 return f"{rel} is {f.stat().st_size} bytes, expected {size} (truncated?)"
             if verify_content and digest is not None and _sha256(f) != digest:
                 return f"{rel} does not match its recorded SHA-256 (damaged in place)"
+    for f in sorted((ckpt / DS_TAG).rglob("*")):
+        rel = f.relative_to(ckpt).as_posix()
+        if not f.is_dir() and rel not in listed:
+            return f"{rel} is in no rank's manifest (not written by this run)"
     return None
 
 

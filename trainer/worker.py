@@ -22,6 +22,7 @@ import numpy as np
 
 from whisperft.languages import token_language
 from whisperft.trainer import checkpoint as ckpt
+from whisperft.trainer import rng_state, safe_load
 from whisperft.trainer.config import TrainConfig
 from whisperft.trainer.data.collator import collate, micro_batch, micro_batches_per_epoch
 from whisperft.trainer.data.features import FeatureSet
@@ -144,7 +145,6 @@ class Worker:
         return getattr(m, "whisper", m)
 
     def restore(self) -> ckpt.TrainerState:
-        import torch
         import torch.distributed as dist
 
         # Rank 0 picks (and digest-checks) the checkpoint once; every rank then loads
@@ -170,16 +170,18 @@ class Worker:
                 f"checkpoint {path} was written by {state.world_size} workers but this run has "
                 f"{self.world}; ZeRO shards cannot be re-split, so resume with workers={state.world_size}"
             )
-        load_path, _ = self.engine.load_checkpoint(str(path), tag=ckpt.DS_TAG)
+        # The claim is shared storage and its manifests can be rewritten with the files,
+        # so digests cannot stop a pickle payload: DeepSpeed's own torch.load calls
+        # (weights_only=False) are forced weights-only here. A file needing more than
+        # tensors and DeepSpeed's few plain types fails the resume, naming it, rather
+        # than falling back: someone else has written this storage, so its older
+        # checkpoints are no safer, and the ranks may already hold part of this one.
+        with safe_load.weights_only_loads(safe_load.deepspeed_globals()):
+            load_path, _ = self.engine.load_checkpoint(str(path), tag=ckpt.DS_TAG)
         if load_path is None:
             raise RuntimeError(f"DeepSpeed could not load {path / ckpt.DS_TAG}")
         self.apply_config_hyperparameters()
-        rng = torch.load(path / f"rng_rank{self.rank}.pt", weights_only=False)
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
-        if self.cuda and rng.get("cuda") is not None:
-            torch.cuda.set_rng_state(rng["cuda"])
+        self._restore_rng(path)
         state.total_steps = self.steps
         moved = data_position_changes(state.config, config)
         if moved:
@@ -197,6 +199,19 @@ class Worker:
         )
         self.say(f"resumed from {path.name} at step {state.step}/{self.steps}")
         return state
+
+    def _restore_rng(self, path: Path) -> None:
+        f = path / rng_state.file_name(self.rank)
+        legacy = path / f"rng_rank{self.rank}.pt"
+        if f.is_file() or not legacy.is_file():
+            rng_state.load(f, cuda=self.cuda)
+            return
+        # Written before RNG state was JSON: that file is a pickle, never loaded.
+        self.say(
+            f"warning: {path.name} has its RNG state only as {legacy.name}, a pickle that is "
+            "not loaded; training continues with fresh RNG state (dropout and SpecAugment "
+            "draws differ from the saved run's)"
+        )
 
     def apply_config_hyperparameters(self) -> None:
         """The spec's learning rate and weight decay over the restored ones.
@@ -333,7 +348,6 @@ class Worker:
 
     # -- checkpoints ------------------------------------------------------------------
     def save(self, state: ckpt.TrainerState, metrics: dict[str, Any]) -> str:
-        import torch
         from ray import train
 
         name = ckpt.dir_name(state.step)
@@ -345,13 +359,7 @@ class Worker:
         with tempfile.TemporaryDirectory(prefix="whisperft-ckpt-") as tmp:
             d = Path(tmp)
             self.engine.save_checkpoint(str(d), tag=ckpt.DS_TAG, save_latest=False)
-            rng = {
-                "torch": torch.get_rng_state(),
-                "numpy": np.random.get_state(),
-                "python": random.getstate(),
-                "cuda": torch.cuda.get_rng_state() if self.cuda else None,
-            }
-            torch.save(rng, d / f"rng_rank{self.rank}.pt")
+            rng_state.write(d / rng_state.file_name(self.rank), cuda=self.cuda)
             fingerprint = self.optimizer_fingerprint()
             if self.rank == 0:
                 (d / ckpt.STATE_FILE).write_text(
