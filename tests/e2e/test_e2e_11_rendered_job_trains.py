@@ -2,9 +2,9 @@
 
 The operator renders the RayJob and its ConfigMap on the real API server; the
 pod sandbox then runs exactly those (the entrypoint, the rayStartParams, the
-container env, the ConfigMap mounted where the pod spec mounts it, a directory
-as the claim) on a local Ray head and worker node, with the trainer's own
-ServiceAccount token. The trainer's rank 0 reports into the resource's status
+env of the head pod KubeRay made, Ray token authentication included, the
+ConfigMap mounted where the pod spec mounts it, a directory as the claim) on a
+local Ray head and worker node, with the trainer's own ServiceAccount token. The trainer's rank 0 reports into the resource's status
 as it would from a pod, and once the test plays KubeRay's last step (the RayJob
 SUCCEEDED), the resource ends Succeeded with the test WER before and after and
 where the exported model is.
@@ -12,6 +12,7 @@ where the exported model is.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import sys
@@ -90,6 +91,25 @@ def test_the_rendered_job_trains_and_reports(
     watcher.start()
     claim_dir = tmp_path / "claim"
     claim_dir.mkdir()
+    # The head pod as KubeRay made it, for Ray's token authentication.
+    head = kube.wait(
+        "KubeRay's head pod",
+        lambda: kube.items(
+            "pods", namespace, f"ray.io/node-type=head,whisperft.io/finetune={name}"
+        ),
+        timeout=60,
+    )[0]
+    secrets = {
+        s["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in s["data"].items()}
+        for s in kube.items("secrets", namespace)
+    }
+    kuberay_env = pod_sandbox.container_env(head["spec"]["containers"][0], secrets, head)
+    assert kuberay_env["RAY_AUTH_MODE"] == "token" and kuberay_env["RAY_AUTH_TOKEN"]
+    # The rendered env plus KubeRay's auth; its addresses (pod IPs, Services) are
+    # loopback here.
+    template = rayjob["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]
+    env = pod_sandbox.container_env(template["spec"]["containers"][0])
+    env.update({k: v for k, v in kuberay_env.items() if k.startswith("RAY_AUTH_")})
     try:
         out = pod_sandbox.run(
             rayjob,
@@ -99,6 +119,7 @@ def test_the_rendered_job_trains_and_reports(
             tmp_path / "pod",
             Path(sys.executable).parent,
             timeout=900,
+            pod_env=env,
         )
     finally:
         stop.set()

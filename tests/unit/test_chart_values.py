@@ -305,3 +305,18 @@ def test_schema_refuses_bad_values_naming_the_field(
     assert "values don't meet the specifications of the schema" in proc.stderr
     assert f"- at '{field}'" in proc.stderr, proc.stderr
     assert reason in proc.stderr, proc.stderr
+
+
+def test_image_allowlist_and_kuberay_namespace_reach_the_operator(helm: Path) -> None:
+    from whisperft.operator.settings import Settings
+
+    default = Settings.model_validate(settings_of(helm_template(helm)))
+    assert (default.allowed_images, default.require_image_digest) == ([], False)
+    assert default.kuberay_namespace == "kuberay-system"
+    values = {
+        "trainer": {"allowedImages": ["registry.corp/ml"], "requireDigest": True},
+        "operator": {"kuberayNamespace": "ray-system"},
+    }
+    st = Settings.model_validate(settings_of(helm_template(helm, values)))
+    assert st.allowed_images == ["registry.corp/ml"] and st.require_image_digest is True
+    assert st.kuberay_namespace == "ray-system"

@@ -97,12 +97,41 @@ def mounts(
     return out
 
 
-def container_env(pod: Mapping[str, Any]) -> dict[str, str]:
+def _field(pod: Mapping[str, Any], path: str) -> str:
+    """A fieldRef (metadata.name, metadata.labels['k'], status.podIP) of a pod; loopback
+    stands in for the pod's addresses, which are this machine's here."""
+    if path.startswith("status.") and path.endswith("IP"):
+        return "127.0.0.1"
+    dotted, _, key = path.partition("['")
+    parts = dotted.split(".") + ([key.removesuffix("']")] if key else [])
+    value: Any = pod
+    for part in parts:
+        value = (value or {}).get(part)
+    if value is None:
+        raise SandboxError(f"fieldRef {path}: not set on the pod")
+    return str(value)
+
+
+def container_env(
+    container: Mapping[str, Any],
+    secrets: Mapping[str, Mapping[str, str]] | None = None,
+    pod: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """A container's env as the kubelet resolves it: literals, secretKeyRefs from
+    `secrets` (name -> decoded data), fieldRefs from `pod`. Anything else fails
+    rather than being dropped."""
     env: dict[str, str] = {}
-    for e in pod["template"]["spec"]["containers"][0].get("env", []):
-        if "value" not in e:
-            raise SandboxError(f"env {e['name']}: only literal values are supported")
-        env[e["name"]] = str(e["value"])
+    for e in container.get("env", []):
+        source = e.get("valueFrom") or {}
+        if "value" in e or not source:
+            env[e["name"]] = str(e.get("value", ""))
+        elif "secretKeyRef" in source and secrets and source["secretKeyRef"]["name"] in secrets:
+            ref = source["secretKeyRef"]
+            env[e["name"]] = secrets[ref["name"]][ref["key"]]
+        elif "fieldRef" in source and pod is not None:
+            env[e["name"]] = _field(pod, source["fieldRef"]["fieldPath"])
+        else:
+            raise SandboxError(f"env {e['name']}: cannot resolve {source}")
     return env
 
 
@@ -158,9 +187,12 @@ def run(
     scratch: Path,
     bin_dir: Path,
     timeout: float,
-    extra_env: Mapping[str, str] | None = None,
+    pod_env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the RayJob's entrypoint to completion; the caller checks returncode."""
+    """Run the RayJob's entrypoint to completion; the caller checks returncode.
+
+    `pod_env` replaces the rendered template's literal env (the test adds KubeRay's
+    Ray auth token to it)."""
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         raise SandboxError(
             "the pod sandbox needs root and unshare(1) for a private mount namespace"
@@ -168,14 +200,20 @@ def run(
     head = _group_pod(rayjob, "head")
     mount_list = mounts(head, config_maps, claims, scratch)
     made = [m.target for m in mount_list if not os.path.exists(m.target)]
+    home = scratch / "home"
+    home.mkdir(parents=True, exist_ok=True)
     program = scratch / "pod.sh"
     program.write_text(script(rayjob, mount_list, bin_dir))
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", "/root"),
-        **{k: v for k, v in os.environ.items() if k.startswith(("HF_", "TRANSFORMERS_", "RAY_"))},
-        **container_env(head),
-        **(extra_env or {}),
+        # A home of its own: Ray would otherwise pick up ~/.ray/auth_token of local runs.
+        "HOME": str(home),
+        **{k: v for k, v in os.environ.items() if k.startswith(("HF_", "TRANSFORMERS_"))},
+        **(
+            pod_env
+            if pod_env is not None
+            else container_env(head["template"]["spec"]["containers"][0])
+        ),
         "SANDBOX_KUBECONFIG": kubeconfig,
     }
     # Its own session, so that whatever Ray leaves behind on a timeout is killed with it.
