@@ -22,7 +22,8 @@ import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,11 +136,17 @@ def container_env(
     return env
 
 
-def _start_params(params: Mapping[str, str]) -> list[str]:
+def _start_params(group: Mapping[str, Any], limits: Mapping[str, str]) -> list[str]:
+    """The group's rayStartParams; `--num-cpus` from the CPU limit unless they set it
+    (KubeRay does the same)."""
+    params = dict(group.get("rayStartParams") or {})
+    params.setdefault("num-cpus", str(cpus(limits["cpu"])))
     return [f"--{k}={v}" for k, v in params.items()]
 
 
-def script(rayjob: Mapping[str, Any], mount_list: list[Mount], bin_dir: Path) -> str:
+def script(
+    rayjob: Mapping[str, Any], mount_list: list[Mount], bin_dir: Path, keep: Sequence[Path] = ()
+) -> str:
     """The shell program run inside the private mount namespace."""
     head, worker = _group_pod(rayjob, "head"), _group_pod(rayjob, "worker")
     head_limits = head["template"]["spec"]["containers"][0]["resources"]["limits"]
@@ -147,13 +154,11 @@ def script(rayjob: Mapping[str, Any], mount_list: list[Mount], bin_dir: Path) ->
     port, dash = free_port(), free_port()
     head_cmd = [
         "ray", "start", "--head", f"--port={port}", f"--dashboard-port={dash}",
-        f"--num-cpus={cpus(head_limits['cpu'])}", "--disable-usage-stats",
-        *_start_params(head.get("rayStartParams") or {}),
+        "--disable-usage-stats", *_start_params(head, head_limits),
     ]  # fmt: skip
     worker_cmd = [
-        "ray", "start", f"--address=127.0.0.1:{port}",
-        f"--num-cpus={cpus(worker_limits['cpu'])}", "--disable-usage-stats",
-        *_start_params(worker.get("rayStartParams") or {}),
+        "ray", "start", f"--address=127.0.0.1:{port}", "--disable-usage-stats",
+        *_start_params(worker, worker_limits),
     ]  # fmt: skip
     # The driver runs on the head, as the job supervisor would start it there
     # (`ray job submit` itself needs the dashboard, which ray[train] lacks).
@@ -164,7 +169,14 @@ def script(rayjob: Mapping[str, Any], mount_list: list[Mount], bin_dir: Path) ->
     # emptyDir then covers.
     for m in sorted(mount_list, key=lambda m: m.target == "/tmp"):
         lines.append(f"mkdir -p {shlex.quote(m.target)}")
-        lines.append(f"mount --bind {shlex.quote(str(m.source))} {shlex.quote(m.target)}")
+        # What this machine runs from (the checkout, the venv) may live under a path a
+        # volume covers (a clone in /tmp): carry it into the volume at the same path.
+        for k in keep:
+            if k.is_relative_to(m.target) and m.target != "/":
+                inner = m.source / k.relative_to(m.target)
+                lines.append(f"mkdir -p {shlex.quote(str(inner))}")
+                lines.append(f"mount --bind {shlex.quote(str(k))} {shlex.quote(str(inner))}")
+        lines.append(f"mount --rbind {shlex.quote(str(m.source))} {shlex.quote(m.target)}")
         if m.read_only:
             lines.append(f"mount -o remount,bind,ro {shlex.quote(m.target)}")
     lines += [
@@ -203,7 +215,10 @@ def run(
     home = scratch / "home"
     home.mkdir(parents=True, exist_ok=True)
     program = scratch / "pod.sh"
-    program.write_text(script(rayjob, mount_list, bin_dir))
+    import whisperft
+
+    keep = [Path(whisperft.__file__).resolve().parents[1], Path(sys.prefix).resolve()]
+    program.write_text(script(rayjob, mount_list, bin_dir, keep))
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         # A home of its own: Ray would otherwise pick up ~/.ray/auth_token of local runs.
