@@ -15,7 +15,11 @@
 # The Ray tag must carry requirements.lock's ray version and Python 3.11.
 # "-gpu" is Ray's alias for its default CUDA build; torch's CUDA libraries
 # come from the lock as pip wheels, so the node driver must support them.
-ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+# Bases are pinned by the digest of their multi-architecture index (the tag is
+# kept for people); hack/pin-images.sh re-resolves them where a registry is
+# reachable. The Ray image's digest could not be resolved from the development
+# machine (no registry reachable): pin it at release with that script.
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
 ARG RAY_IMAGE=rayproject/ray:2.60.0-py311-gpu
 ARG VERSION=0.1.0
 

@@ -24,7 +24,7 @@ export HF_DATASETS_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install demo test unit integration e2e lint typecheck fmt crd manifests corpus baseline bench controlplane clean
+.PHONY: help install demo test unit integration e2e lint typecheck fmt crd manifests corpus baseline bench controlplane objectstore clean
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -55,6 +55,7 @@ demo: install ## fine-tune bundled tiny.en on the bundled corpus, local Ray, 2 w
 
 test: install ## install what the tests need and run them all (unit, integration, e2e)
 	$(MAKE) --no-print-directory controlplane
+	$(MAKE) --no-print-directory objectstore
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: install ## fast tests: pure functions only
@@ -65,6 +66,9 @@ integration: install ## real Ray + DeepSpeed + Whisper weights on CPU
 
 e2e: install controlplane ## only the Kubernetes control-plane suite
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+
+objectstore: ## build the S3 (SeaweedFS) and GCS (fake-gcs-server) test servers into $(CACHE) (only what is missing)
+	bash hack/objectstore/build.sh
 
 controlplane: ## build etcd, kube-*, kwok, KubeRay, helm, kubectl into $(CACHE) (only what is missing)
 	bash hack/controlplane/build.sh
@@ -97,6 +101,7 @@ bench: install controlplane ## run the benchmarks and rewrite bench/results/ (CP
 	$(PY) bench/baseline.py
 	$(PY) bench/train_throughput.py
 	WHISPERFT_WRITE_BENCH=1 $(PY) -m pytest -m e2e tests/e2e/test_e2e_08_scale.py $(PYTEST_ARGS)
+	$(PY) bench/side_by_side.py --pairs 3
 
 clean: ## remove local run outputs (keeps the cached environment)
 	rm -rf runs .make .pytest_cache .mypy_cache .ruff_cache

@@ -54,6 +54,10 @@ class ClusterApi(Protocol):
 
     def list_finetunes(self, namespace: str) -> list[dict[str, Any]]: ...
 
+    def release_claim(self, namespace: str, claim: str, owner_uid: str) -> None:
+        """Remove ``owner_uid``'s owner reference from the claim (a no-op when absent)."""
+        ...
+
     def claim_controller(self, namespace: str, claim: str) -> str | None:
         """The WhisperFineTune controlling the claim object, if any."""
         ...
@@ -115,6 +119,8 @@ def _run(api: ClusterApi, view: View, action: d.Action) -> None:
         api.set_rayjob_suspend(view.namespace, action.name, action.uid, action.suspend)
     elif isinstance(action, d.Emit):
         api.event(view, action.type, action.reason, action.message)
+    elif isinstance(action, d.ReleaseClaim) and view.uid:
+        api.release_claim(view.namespace, action.name, view.uid)
 
 
 def run_pass(

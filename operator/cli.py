@@ -59,13 +59,54 @@ def add_parser(sub: Any) -> None:
         help="liveness endpoint URL ('' to disable)",
     )
     run.add_argument(
-        "--peering", action="store_true", help="use Kopf peering (default: standalone)"
+        "--peering",
+        nargs="?",
+        const="default",
+        default=None,
+        metavar="NAME",
+        help="run as one of several replicas peered through the KopfPeering (or, with -A, "
+        "ClusterKopfPeering) object NAME (default 'default'), which must exist; the replica "
+        "with the highest priority works, the others stand by (default: standalone)",
+    )
+    run.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="peering priority (default: random, so that replicas differ: equal priorities "
+        "all pause)",
+    )
+    run.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=None,
+        metavar="SECONDS",
+        help="how long a replica's keep-alive counts: a crashed active replica is replaced "
+        "after this (Kopf's default 60)",
     )
     run.add_argument("--verbose", action="store_true", help="debug logging")
     run.add_argument(
         "--log-format", choices=("json", "plain", "full"), default="json", help="log format"
     )
     run.set_defaults(func=_operator_run)
+
+    rm = op_sub.add_parser(
+        "remove-finalizers",
+        help="runbook: remove the operator's finalizer from WhisperFineTunes (after an "
+        "uninstall, so namespaces are not stuck Terminating); refuses while an operator runs",
+    )
+    rm_scope = rm.add_mutually_exclusive_group(required=True)
+    rm_scope.add_argument(
+        "--namespace", "-n", action="append", default=[], help="this namespace (repeatable)"
+    )
+    rm_scope.add_argument("--all-namespaces", "-A", action="store_true", help="every namespace")
+    rm.add_argument(
+        "--force",
+        action="store_true",
+        help="even while an operator seems to run (it would add the finalizer back, or miss "
+        "a deletion's clean-up)",
+    )
+    rm.add_argument("--dry-run", action="store_true", help="only say what would change")
+    rm.set_defaults(func=_remove_finalizers)
 
 
 def _repo_root(start: Path) -> Path:
@@ -158,8 +199,19 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _operator_run(args: argparse.Namespace) -> int:
+    import os
+
+    from whisperft.operator.handlers import startup
     from whisperft.operator.runner import run_operator
 
+    # The start-up handler configures Kopf's peering from these (handlers/startup.py).
+    for env, value in (
+        (startup.ENV_PEERING, args.peering),
+        (startup.ENV_PEERING_PRIORITY, args.priority),
+        (startup.ENV_PEERING_LIFETIME, args.peering_lifetime),
+    ):
+        if value is not None:
+            os.environ[env] = str(value)
     return run_operator(
         namespaces=args.namespace,
         all_namespaces=args.all_namespaces,
@@ -168,3 +220,175 @@ def _operator_run(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         log_format=args.log_format,
     )
+
+
+def _remove_finalizers(args: argparse.Namespace) -> int:
+    """The uninstall runbook (docs/operations.md). Safe because the children do not
+    need the finalizer: every RayJob, ConfigMap and trainer identity carries a
+    controller owner reference, so the garbage collector removes them with their
+    WhisperFineTune. The finalizer only makes the operator free the GPUs first."""
+    from whisperft.operator import kube
+    from whisperft.operator.handlers.startup import FINALIZER
+
+    kube.load_config()
+    namespaces = None if args.all_namespaces else list(dict.fromkeys(args.namespace))
+    prog = "whisperft operator remove-finalizers"
+    if not args.force:
+        running = _running_operators(namespaces)
+        if running:
+            print(
+                f"{prog}: refused, a whisperft operator may still run:\n  "
+                + "\n  ".join(running)
+                + "\nUninstall it (or scale it to 0) first: a running operator adds the "
+                "finalizer back. --force skips this check.",
+                file=sys.stderr,
+            )
+            return 1
+    removed = without = 0
+    failed: list[str] = []
+    for obj in _finetunes(namespaces):
+        md = obj["metadata"]
+        ns, name = md["namespace"], md["name"]
+        if FINALIZER not in (md.get("finalizers") or []):
+            without += 1
+            continue
+        if args.dry_run:
+            print(f"would remove {FINALIZER} from {ns}/{name}")
+            removed += 1
+            continue
+        try:
+            _drop_finalizer(ns, name, FINALIZER)
+        except Exception as exc:
+            failed.append(f"{ns}/{name}: {exc}")
+            continue
+        print(f"removed {FINALIZER} from {ns}/{name}")
+        removed += 1
+    for line in failed:
+        print(f"{prog}: failed: {line}", file=sys.stderr)
+    print(
+        f"{removed} WhisperFineTune(s) {'to change' if args.dry_run else 'changed'}, "
+        f"{without} without the finalizer. Their RayJobs and other children are "
+        "garbage-collected when they are deleted (owner references)."
+    )
+    return 1 if failed else 0
+
+
+def _finetunes(namespaces: list[str] | None) -> list[dict[str, Any]]:
+    from kubernetes import client
+
+    from whisperft import names
+
+    api = client.CustomObjectsApi()
+    if namespaces is None:
+        out: Any = api.list_cluster_custom_object(names.GROUP, names.VERSION, names.PLURAL)
+        return list(out.get("items", []))
+    items: list[dict[str, Any]] = []
+    for ns in namespaces:
+        out = api.list_namespaced_custom_object(names.GROUP, names.VERSION, ns, names.PLURAL)
+        items.extend(out.get("items", []))
+    return items
+
+
+def _drop_finalizer(ns: str, name: str, finalizer: str, attempts: int = 5) -> None:
+    """Remove one finalizer, keeping everyone else's, with a resourceVersion
+    precondition (a concurrent change is re-read, never overwritten)."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    from whisperft import names
+
+    api = client.CustomObjectsApi()
+    for _ in range(attempts):
+        try:
+            obj: Any = api.get_namespaced_custom_object(
+                names.GROUP, names.VERSION, ns, names.PLURAL, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        md = obj["metadata"]
+        current = list(md.get("finalizers") or [])
+        if finalizer not in current:
+            return
+        patch = {
+            "metadata": {
+                "resourceVersion": md["resourceVersion"],
+                "finalizers": [f for f in current if f != finalizer],
+            }
+        }
+        try:
+            api.patch_namespaced_custom_object(
+                names.GROUP, names.VERSION, ns, names.PLURAL, name, patch
+            )
+            return
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            if exc.status != 409:
+                raise
+    raise RuntimeError(f"changed under each of {attempts} attempts")
+
+
+def _running_operators(namespaces: list[str] | None) -> list[str]:
+    """What suggests a whisperft operator still runs: a live peer in a Kopf peering
+    object, or an operator Deployment (chart or kustomize labels) with replicas.
+    A standalone operator outside the cluster leaves no trace: stop it first."""
+    import datetime
+
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    found: list[str] = []
+    now = datetime.datetime.now(datetime.UTC)
+    custom = client.CustomObjectsApi()
+
+    def live_peers(obj: dict[str, Any], where: str) -> None:
+        for peer, info in (obj.get("status") or {}).items():
+            if not isinstance(info, dict) or "lastseen" not in info:
+                continue
+            seen = datetime.datetime.fromisoformat(str(info["lastseen"]))
+            if seen.tzinfo is None:
+                seen = seen.replace(tzinfo=datetime.UTC)
+            if seen + datetime.timedelta(seconds=int(info.get("lifetime", 60))) > now:
+                age = (now - seen).total_seconds()
+                found.append(f"{where}: live peer {peer} (seen {age:.0f}s ago)")
+
+    peerings: list[tuple[str, dict[str, Any]]] = []
+    try:
+        out: Any = custom.list_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings")
+        peerings += [(f"ClusterKopfPeering {o['metadata']['name']}", o) for o in out["items"]]
+        for ns in namespaces if namespaces is not None else [None]:
+            if ns is None:
+                out = custom.list_cluster_custom_object("kopf.dev", "v1", "kopfpeerings")
+            else:
+                out = custom.list_namespaced_custom_object("kopf.dev", "v1", ns, "kopfpeerings")
+            peerings += [
+                (f"KopfPeering {o['metadata']['namespace']}/{o['metadata']['name']}", o)
+                for o in out["items"]
+            ]
+    except ApiException as exc:
+        if exc.status == 403:
+            found.append(f"cannot read Kopf peering objects ({exc.status} {exc.reason})")
+        elif exc.status != 404:  # 404: the peering CRDs are not installed
+            raise
+    for where, obj in peerings:
+        live_peers(obj, where)
+    try:
+        deployments = client.AppsV1Api().list_deployment_for_all_namespaces(
+            label_selector="app.kubernetes.io/component=operator,app.kubernetes.io/part-of=whisperft"
+        )
+        for d in deployments.items:
+            replicas = (d.spec.replicas if d.spec else 0) or 0
+            if replicas > 0:
+                meta = d.metadata
+                found.append(
+                    f"Deployment {meta.namespace}/{meta.name}: {replicas} replica(s)"
+                    if meta
+                    else f"a Deployment with {replicas} replica(s)"
+                )
+    except ApiException as exc:
+        if exc.status != 403:
+            raise
+        found.append(f"cannot list Deployments to look for the operator ({exc.status})")
+    return found

@@ -46,7 +46,7 @@ from whisperft.operator.status_map import (
 )
 from whisperft.operator.views import RayJobView, View
 
-Cause = Literal["first", "recreate", "retry", "resume"]
+Cause = Literal["first", "recreate", "retry", "resume", "preempted"]
 Render = Callable[[WhisperFineTuneSpec, Meta, int], Rendered]
 
 
@@ -78,7 +78,21 @@ class Emit:
     message: str
 
 
-Action = CreateAttempt | DeleteRayJob | SuspendRayJob | Emit
+@dataclass(frozen=True)
+class ReleaseClaim:
+    """Drop the fine-tune's owner reference from its claim, so deleting the
+    fine-tune leaves the claim (and the model on it) to the user."""
+
+    name: str
+
+
+Action = CreateAttempt | DeleteRayJob | SuspendRayJob | Emit | ReleaseClaim
+
+
+def keeps_claim_on_success(spec: WhisperFineTuneSpec) -> bool:
+    """The operator created the claim, keepClaim is unset and the model has no other home."""
+    ck = spec.checkpoints
+    return ck.claim_name is None and ck.keep_claim is None and spec.output.location is None
 
 
 @dataclass
@@ -118,7 +132,7 @@ def _meta(view: View) -> Meta:
 
 
 def _plan_status(plan: Plan, train_workers: int) -> dict[str, Any]:
-    est = plan.estimate
+    est, s = plan.estimate, plan.strategy
     return PlanStatus(
         zero_stage=plan.stage,
         offload_optimizer=plan.offload_optimizer,
@@ -128,6 +142,11 @@ def _plan_status(plan: Plan, train_workers: int) -> dict[str, Any]:
         train_workers=train_workers,
         fits=plan.verdict in ("fits", "cpu-only", "unknown-model"),
         notes=[bounded(n, 1024) for n in plan.notes[:16]],
+        micro_batch=s.micro_batch if s else None,
+        grad_accum=s.grad_accum if s else None,
+        gradient_checkpointing=s.gradient_checkpointing if s else None,
+        lora=s.lora if s else None,
+        reasons=[bounded(r, 1024) for r in plan.reasons[:16]],
     ).to_wire()
 
 
@@ -217,7 +236,13 @@ def start(
     job = rayjob_name(view.name, attempt)
     plan = rendered.resolution.plan
     st = view.status
+    resharded = _worker_change_problem(
+        view, rendered.config.runtime.workers if rendered.config else None
+    )
+    if resharded is not None and cause != "recreate":
+        return refuse(view, now, Reason.INVALID_SPEC, resharded)
     restarts = (st.restarts or 0) + (1 if cause == "retry" else 0)
+    preemptions = (st.preemptions or 0) + (1 if cause == "preempted" else 0)
     conds = [
         make_condition(
             ConditionType.PLANNED,
@@ -231,9 +256,12 @@ def start(
     extra: dict[str, Any] = {
         "attempt": attempt,
         "restarts": restarts,
+        **({"preemptions": preemptions} if preemptions else {}),
         "rayJobName": job,
         "checkpointClaim": claim_name(spec, _meta(view)),
-        "checkpointPath": checkpoint_path(view.name),
+        # A bucket run's checkpoints are in the bucket; the claim is then scratch.
+        "checkpointPath": (rendered.config.runtime.checkpoint_uri if rendered.config else None)
+        or checkpoint_path(view.name),
         "plan": _plan_status(plan, rendered.config.runtime.workers if rendered.config else 1),
         "startTime": st.start_time or now,
         "createFailures": 0,
@@ -270,6 +298,7 @@ def start(
         "recreate": "recreated",
         "retry": f"retrying (restart {restarts})",
         "resume": "resuming with the changed spec",
+        "preempted": f"resuming after preemption {preemptions} (no restart spent)",
     }[cause]
     reason = Reason.RETRYING.value if cause == "retry" else "AttemptStarted"
     actions.append(Emit("Normal", reason, f"attempt {attempt}: {what}, RayJob {job}"))
@@ -387,6 +416,31 @@ def _adopt(view: View, newest: RayJobView, now: str) -> Decision:
     )
 
 
+def _worker_change_problem(view: View, workers: int | None) -> str | None:
+    """A new attempt with another number of train workers than the one that wrote the
+    run's checkpoints: ZeRO optimizer shards are per rank and DeepSpeed cannot re-split
+    them, so the trainer would fail the resume on every restart; refused here instead."""
+    st = view.status
+    before = st.plan.train_workers if st.plan is not None else None
+    if not st.last_checkpoint or workers is None or before is None or before == workers:
+        return None
+    return (
+        f"spec.resources: this run's checkpoints (last: {st.last_checkpoint}) were written by "
+        f"{before} train workers, the changed spec needs {workers}; DeepSpeed cannot re-split "
+        f"ZeRO optimizer state across another number of workers, so set the workers back to "
+        f"{before} (workers x gpusPerWorker), or start a new run under another name"
+    )
+
+
+def _preempted_at(view: View, current: RayJobView) -> int | None:
+    """The step the current attempt's trainer saved before being stopped, if it said so."""
+    progress = view.raw_status.get("progress") or {}
+    if progress.get("attempt") != current.attempt:
+        return None  # an earlier attempt's report
+    step = progress.get("preemptedAtStep")
+    return int(step) if isinstance(step, int) else None
+
+
 def _progress_extra(view: View) -> dict[str, Any]:
     progress = view.raw_status.get("progress")
     attempt = (progress or {}).get("attempt")
@@ -403,6 +457,19 @@ def _observe(
     state: AttemptState = map_rayjob_status(current.status, suspend_requested=spec.suspend)
     restarts = st.restarts or 0
     step = next_step(state, restarts=restarts, max_restarts=spec.max_restarts)
+    preempted = _preempted_at(view, current)
+    if state.attempt_failed and state.retryable and preempted is not None:
+        decision = start(view, spec, (current.attempt or 1) + 1, "preempted", render, now, current)
+        decision.actions.insert(
+            0,
+            Emit(
+                "Normal",
+                "Preempted",
+                f"attempt {current.attempt}: pods stopped from outside; checkpoint saved at "
+                f"step {preempted}",
+            ),
+        )
+        return decision
     if step == "retry":
         decision = start(view, spec, (current.attempt or 1) + 1, "retry", render, now, current)
         failed = f"attempt {current.attempt}: {state.message}"
@@ -441,8 +508,20 @@ def _observe(
         ]
     if state.phase.is_terminal and not st.completion_time:
         extra["completionTime"] = now
+    actions: list[Action] = []
+    if state.phase == Phase.SUCCEEDED and keeps_claim_on_success(spec):
+        claim = claim_name(spec, _meta(view))
+        message = (
+            f"{message}; claim {claim} is kept when this WhisperFineTune is deleted (it holds "
+            "the only copy of the model: delete the claim once the model is copied out)"
+        )
+        if st.phase != Phase.SUCCEEDED:
+            actions += [
+                ReleaseClaim(claim),
+                Emit("Normal", "ClaimKept", bounded(message, EVENT_MESSAGE_LIMIT)),
+            ]
     return _decision(
-        view, now, [], phase=state.phase, message=message, conditions=conds, extra=extra
+        view, now, actions, phase=state.phase, message=message, conditions=conds, extra=extra
     )
 
 

@@ -4,7 +4,8 @@ Kopf runs sync handlers in its thread pool): `RealApi` is operator.act.ClusterAp
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -25,10 +26,32 @@ class OwnershipConflict(RuntimeError):
 
 def load_config() -> None:
     """In-cluster service account when in a pod, else the kubeconfig (out of cluster, e2e)."""
+    global _SHARED
     try:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
+    with _SHARED_LOCK:
+        _SHARED = None  # the next call builds a client on the configuration just loaded
+
+
+# One ApiClient (one connection pool) for every call: a fresh `client.XxxApi()` builds
+# its own, and opening a TCP+TLS connection per request was 41% of the operator's busy
+# time in a 200-resource burst (py-spy, bench/README.md). The pool is as large as
+# Kopf's worker threads, so none waits for a connection.
+POOL_SIZE = 32
+_SHARED: client.ApiClient | None = None
+_SHARED_LOCK = threading.Lock()
+
+
+def api_client() -> client.ApiClient:
+    global _SHARED
+    with _SHARED_LOCK:
+        if _SHARED is None:
+            cfg = client.Configuration.get_default_copy()
+            cfg.connection_pool_maxsize = POOL_SIZE
+            _SHARED = client.ApiClient(cfg)
+        return _SHARED
 
 
 @dataclass(frozen=True)
@@ -38,9 +61,9 @@ class _Kind:
 
 
 def _kinds() -> dict[str, _Kind]:
-    core, rbac = client.CoreV1Api(), client.RbacAuthorizationV1Api()
-    networking = client.NetworkingV1Api()
-    custom = client.CustomObjectsApi()
+    core, rbac = client.CoreV1Api(api_client()), client.RbacAuthorizationV1Api(api_client())
+    networking = client.NetworkingV1Api(api_client())
+    custom = client.CustomObjectsApi(api_client())
 
     def create_rayjob(namespace: str, body: dict[str, Any], **kw: Any) -> Any:
         return custom.create_namespaced_custom_object(
@@ -149,7 +172,7 @@ class RealApi:
     def delete_rayjob(self, namespace: str, name: str, uid: str) -> bool:
         """Delete only the RayJob with this uid (a precondition the API server checks)."""
         try:
-            client.CustomObjectsApi().delete_namespaced_custom_object(
+            client.CustomObjectsApi(api_client()).delete_namespaced_custom_object(
                 RAY_GROUP,
                 RAY_VERSION,
                 namespace,
@@ -170,7 +193,7 @@ class RealApi:
         from whisperft.operator.act import Conflict
 
         try:
-            client.CustomObjectsApi().patch_namespaced_custom_object(
+            client.CustomObjectsApi(api_client()).patch_namespaced_custom_object(
                 RAY_GROUP,
                 RAY_VERSION,
                 namespace,
@@ -188,7 +211,7 @@ class RealApi:
 
     def get_finetune(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            obj: Any = client.CustomObjectsApi().get_namespaced_custom_object(
+            obj: Any = client.CustomObjectsApi(api_client()).get_namespaced_custom_object(
                 names.GROUP, names.VERSION, namespace, names.PLURAL, name, _request_timeout=TIMEOUT
             )
             return dict(obj)
@@ -198,7 +221,7 @@ class RealApi:
             raise
 
     def list_rayjobs(self, namespace: str, finetune: str) -> list[dict[str, Any]]:
-        out: Any = client.CustomObjectsApi().list_namespaced_custom_object(
+        out: Any = client.CustomObjectsApi(api_client()).list_namespaced_custom_object(
             RAY_GROUP,
             RAY_VERSION,
             namespace,
@@ -209,14 +232,50 @@ class RealApi:
         return [dict(i) for i in out.get("items", [])]
 
     def list_finetunes(self, namespace: str) -> list[dict[str, Any]]:
-        out: Any = client.CustomObjectsApi().list_namespaced_custom_object(
+        out: Any = client.CustomObjectsApi(api_client()).list_namespaced_custom_object(
             names.GROUP, names.VERSION, namespace, names.PLURAL, _request_timeout=TIMEOUT
         )
         return [dict(i) for i in out.get("items", [])]
 
+    def release_claim(self, namespace: str, claim: str, owner_uid: str) -> None:
+        core = client.CoreV1Api(api_client())
+        try:
+            pvc = core.read_namespaced_persistent_volume_claim(
+                claim, namespace, _request_timeout=TIMEOUT
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        if pvc.metadata is None:
+            return
+        refs = pvc.metadata.owner_references or []
+        kept = [
+            client.ApiClient().sanitize_for_serialization(r) for r in refs if r.uid != owner_uid
+        ]
+        if len(kept) == len(refs):
+            return
+        core.patch_namespaced_persistent_volume_claim(
+            claim,
+            namespace,
+            {
+                "metadata": {
+                    # A precondition: a claim changed meanwhile is re-read on the next pass.
+                    "resourceVersion": pvc.metadata.resource_version,
+                    "ownerReferences": kept or None,
+                    "annotations": {
+                        names.ANNOTATION_KEPT: (
+                            f"holds the model of succeeded WhisperFineTune uid {owner_uid}"
+                        )
+                    },
+                }
+            },
+            _request_timeout=TIMEOUT,
+        )
+
     def claim_controller(self, namespace: str, claim: str) -> str | None:
         try:
-            pvc = client.CoreV1Api().read_namespaced_persistent_volume_claim(
+            pvc = client.CoreV1Api(api_client()).read_namespaced_persistent_volume_claim(
                 claim, namespace, _request_timeout=TIMEOUT
             )
         except ApiException as exc:
@@ -237,7 +296,7 @@ class RealApi:
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
         try:
-            out: Any = client.CustomObjectsApi().patch_namespaced_custom_object_status(
+            out: Any = client.CustomObjectsApi(api_client()).patch_namespaced_custom_object_status(
                 names.GROUP,
                 names.VERSION,
                 namespace,
@@ -261,6 +320,51 @@ class RealApi:
             "metadata": {"name": view.name, "namespace": view.namespace, "uid": view.uid},
         }
         kopf.event(cast(Any, ref), type=type_, reason=reason, message=message)
+
+
+# (namespace, name, uid): how Kopf's indexes key the object behind an entry.
+ObjectKey = tuple[str | None, str, str]
+
+
+def gone_objects(kind: str, known: Iterable[ObjectKey]) -> list[ObjectKey]:
+    """Of the `known` RayJobs or pods (kind "rayjobs" or "pods"), those the API
+    server no longer has.
+
+    Kopf's indexes drop an object only when its watch delivers DELETED. A watch
+    that starts over with a fresh list (410 Gone after an API-server outage, or
+    after a peering pause) never delivers one for an object deleted in the gap,
+    so its entry would stay forever. `known` is taken from the index before
+    this is called; each namespace is then listed once (our label only), and a
+    known uid the list lacks was deleted: uids are never reused, and the list
+    is a consistent read made after the object was seen. Only `list` is used,
+    which the operator's RBAC grants on both kinds.
+    """
+    wanted: dict[str, set[ObjectKey]] = {}
+    for key in known:
+        if key[0]:
+            wanted.setdefault(key[0], set()).add(key)
+    selector = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
+    gone: list[ObjectKey] = []
+    for namespace, keys in sorted(wanted.items()):
+        if kind == "rayjobs":
+            out: Any = client.CustomObjectsApi(api_client()).list_namespaced_custom_object(
+                RAY_GROUP,
+                RAY_VERSION,
+                namespace,
+                "rayjobs",
+                label_selector=selector,
+                _request_timeout=TIMEOUT,
+            )
+            alive = {(i.get("metadata") or {}).get("uid") for i in out.get("items", [])}
+        elif kind == "pods":
+            pods = client.CoreV1Api(api_client()).list_namespaced_pod(
+                namespace, label_selector=selector, _request_timeout=TIMEOUT
+            )
+            alive = {p.metadata.uid for p in pods.items if p.metadata is not None}
+        else:
+            raise ValueError(f"unknown kind {kind!r}")
+        gone.extend(sorted(k for k in keys if k[2] not in alive))
+    return gone
 
 
 def _reason(exc: ApiException) -> str:

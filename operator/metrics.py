@@ -18,6 +18,12 @@ PHASES = Gauge(
     "whisperft_finetunes", "WhisperFineTunes by phase (as seen by this operator).", ["phase"]
 )
 ATTEMPTS = Counter("whisperft_attempts_started_total", "RayJob attempts created.")
+RECONCILE_SECONDS = Histogram(
+    "whisperft_reconcile_duration_seconds",
+    "Wall time of one handler invocation, API calls included.",
+    ["handler"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 CREATE_LATENCY = Histogram(
     "whisperft_create_to_rayjob_seconds",
     "From the resource's creation timestamp to its first RayJob being created.",
@@ -26,20 +32,25 @@ CREATE_LATENCY = Histogram(
 
 _lock = threading.Lock()
 _phase_of: dict[str, str] = {}
+_counts: dict[str, int] = {}
+for _p in Phase:
+    PHASES.labels(phase=_p.value).set(0)
 
 
 def observe_phase(uid: str, phase: Phase | None) -> None:
-    """Track each resource's phase; the gauge is recomputed from the map."""
+    """Move one resource between phase counts (None: it is gone). O(1): a sync of
+    one resource must not cost more when the operator manages thousands."""
+    new = None if phase is None else phase.value
     with _lock:
-        if phase is None:
-            _phase_of.pop(uid, None)
-        else:
-            _phase_of[uid] = phase.value
-        counts = {p.value: 0 for p in Phase}
-        for value in _phase_of.values():
-            counts[value] = counts.get(value, 0) + 1
-    for name, n in counts.items():
-        PHASES.labels(phase=name).set(n)
+        old = _phase_of.pop(uid, None) if new is None else _phase_of.get(uid)
+        if old == new:
+            return
+        if new is not None:
+            _phase_of[uid] = new
+        for name, delta in ((old, -1), (new, 1)):
+            if name is not None:
+                _counts[name] = _counts.get(name, 0) + delta
+                PHASES.labels(phase=name).set(_counts[name])
 
 
 def observe_create_latency(created: str | None) -> None:

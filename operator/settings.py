@@ -23,6 +23,9 @@ syncIntervalSeconds             WHISPERFT_SYNC_INTERVAL                     5
 metricsPort                     WHISPERFT_METRICS_PORT                      8080 (0: off)
 runAsUser / fsGroup             (file only)                                 1000 / 100 (the Ray image's user)
 kuberayNamespace                WHISPERFT_KUBERAY_NAMESPACE                 kuberay-system (the KubeRay operator's)
+rayPods.*                       (file only)                                 nothing added (see below)
+trainerServiceAccount.*         (file only)                                 no annotations
+*.ephemeralStorage              (file only)                                 unset (no ephemeral-storage request)
 ==============================  ==========================================  ======================================
 
 A node pool entry (keyed by the ``accelerator`` users write in the spec)::
@@ -39,6 +42,32 @@ A node pool entry (keyed by the ``accelerator`` users write in the spec)::
 NetworkPolicy lets pods of that namespace reach the Ray head's dashboard port
 (KubeRay polls job status there) and nothing else from outside the job; set it
 to the namespace KubeRay is really installed in, or its RayJobs never report.
+
+``rayPods`` shapes every Ray pod (head and workers; the job submitter gets the
+labels, annotations, priority class, pull secrets and the head's affinity, not
+the env)::
+
+    rayPods:
+      env: [{name: HTTPS_PROXY, value: "http://proxy:3128"}]   # value or valueFrom
+      labels: {team: speech}
+      annotations: {cluster-autoscaler.kubernetes.io/safe-to-evict: "false"}
+      priorityClassName: training
+      imagePullSecrets: [{name: corp-registry}]     # must exist in each served namespace
+      workerNodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: ...}
+      headNodeAffinity: {preferredDuringSchedulingIgnoredDuringExecution: ...}
+    trainerServiceAccount:
+      annotations: {iam.gke.io/gcp-service-account: trainer@p.iam.gserviceaccount.com}
+
+Node affinity is added to the pool's nodeSelector and tolerations, never in their
+place: Kubernetes requires both, so it can only narrow the pool. What the
+operator and KubeRay depend on cannot be set (settings_pods.py lists it): env
+names the operator, KubeRay or Ray token authentication set (``WHISPERFT_*``,
+``RAY_AUTH_*``, ``RAY_ADDRESS``, ``HF_TOKEN``...), and label or annotation keys
+of the ``whisperft.io``, ``ray.io`` and ``kueue.x-k8s.io`` domains or the
+``app.kubernetes.io/*`` keys the operator sets. These are platform settings
+only: a WhisperFineTune cannot set them, because labels and annotations steer
+other objects of the namespace (Service and NetworkPolicy selectors, admission
+webhooks) and env, priority and pull secrets reach beyond one job.
 """
 
 from __future__ import annotations
@@ -49,20 +78,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from whisperft import __version__
-from whisperft.operator.api.base import ApiModel
+from whisperft.operator.api.base import QUANTITY_PATTERN
 from whisperft.operator.api.spec_resources import Toleration
+from whisperft.operator.settings_pods import RayPods, SettingsModel, TrainerServiceAccount
 
 ENV_SETTINGS_FILE = "WHISPERFT_SETTINGS_FILE"
-
-
-class SettingsModel(ApiModel):
-    """Settings come from the chart's values and from env strings (WHISPERFT_*), so
-    unlike a user's resource a quoted number is read as the number."""
-
-    model_config = ConfigDict(strict=False)
+__all__ = ["NodePool", "RayPods", "Resources", "Settings", "SettingsError", "load_settings"]
 
 
 class SettingsError(ValueError):
@@ -81,11 +105,26 @@ class NodePool(SettingsModel):
     )
     gpu_resource: str = Field("nvidia.com/gpu", description="Extended resource name of the GPU.")
     bf16: bool = Field(True, description="Whether the GPU computes in bfloat16 (Ampere and newer).")
+    gpus_per_node: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description=(
+            "GPUs on one node of the pool. A run on a ReadWriteOnce checkpoint claim must fit "
+            "on one node; unset: 1."
+        ),
+    )
 
 
 class Resources(SettingsModel):
     cpu: str
     memory: str
+    ephemeral_storage: str | None = Field(
+        None,
+        max_length=32,
+        pattern=QUANTITY_PATTERN,
+        description="ephemeral-storage request and limit (logs, /tmp, Ray's spilling); unset: none.",
+    )
 
 
 def _nfd_pool(product: str, gib: float, bf16: bool = True) -> NodePool:
@@ -138,7 +177,18 @@ class Settings(SettingsModel):
         pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
         description="Namespace of the KubeRay operator, allowed to the Ray head's dashboard.",
     )
+    read_write_many_storage_classes: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description=(
+            "StorageClasses whose claims can be ReadWriteMany (Filestore, EFS, CephFS, NFS); "
+            '"" is the cluster\'s default class. A claim the operator creates in another class '
+            "is ReadWriteOnce, and every Ray pod that mounts it is placed on one node."
+        ),
+    )
     field_manager: str = "whisperft-operator"
+    ray_pods: RayPods = Field(default_factory=RayPods)
+    trainer_service_account: TrainerServiceAccount = Field(default_factory=TrainerServiceAccount)
 
     def pool(self, accelerator: str | None) -> NodePool | None:
         return None if accelerator is None else self.node_pools.get(accelerator)

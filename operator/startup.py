@@ -78,7 +78,16 @@ def summary(pod: dict[str, Any]) -> dict[str, Any] | None:
     p = pod_problem(pod)
     if p is None:
         return None
-    return {"reason": p.reason.value, "message": p.message, "pod": p.pod, "attempt": p.attempt}
+    # The uid lets the operator drop the entry of a pod deleted while its watch
+    # was down (kube.gone_objects), which Kopf's index would otherwise keep.
+    uid = (pod.get("metadata") or {}).get("uid")
+    return {
+        "reason": p.reason.value,
+        "message": p.message,
+        "pod": p.pod,
+        "attempt": p.attempt,
+        "uid": uid,
+    }
 
 
 def from_summary(raw: dict[str, Any]) -> StartupProblem:

@@ -179,6 +179,23 @@ class FakeCluster:
             if k == "WhisperFineTune" and ns == namespace
         ]
 
+    def release_claim(self, namespace: str, claim: str, owner_uid: str) -> None:
+        self._check("release_claim", claim, owner_uid)
+        obj = self.objects.get(("PersistentVolumeClaim", namespace, claim))
+        if obj is None:
+            return
+        md = obj["metadata"]
+        refs = md.get("ownerReferences") or []
+        kept = [r for r in refs if r.get("uid") != owner_uid]
+        if len(kept) == len(refs):
+            return
+        if kept:
+            md["ownerReferences"] = kept
+        else:
+            md.pop("ownerReferences", None)
+        md.setdefault("annotations", {})[names.ANNOTATION_KEPT] = f"uid {owner_uid}"
+        self._stamp(obj)
+
     def claim_controller(self, namespace: str, claim: str) -> str | None:
         self._check("claim_controller", claim)
         obj = self.objects.get(("PersistentVolumeClaim", namespace, claim))

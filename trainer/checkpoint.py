@@ -3,7 +3,8 @@
 One checkpoint is the directory ``<storage>/<run>/checkpoint_step_NNNNNNNN``
 that Ray Train merges from every worker's upload:
 
-- ``ds/``: DeepSpeed's engine state (model, optimizer, scheduler shards);
+- ``ds/``: DeepSpeed's engine state (model, optimizer, scheduler shards); a LoRA
+  run's holds only the adapters and their optimizer state (trainer.lora);
 - ``rng_rank{r}.json``: each rank's RNG state, plain JSON (trainer.rng_state);
   checkpoints written before it have a pickled ``rng_rank{r}.pt``, never loaded;
 - ``manifest_rank{r}.json``: the files rank r wrote, with sizes and SHA-256;
@@ -32,6 +33,7 @@ import json
 import logging
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,24 @@ PREFIX = "checkpoint_step_"
 STATE_FILE = "trainer_state.json"
 DS_TAG = "ds"
 _NAME = re.compile(rf"^{PREFIX}(\d+)$")
+# Written by rank 0 into the output directory once the model is exported: the
+# final metrics and history, which the driver merges into results.json (Ray
+# Train keeps only metrics reported with a checkpoint, and the final checkpoint
+# is saved before the exported weights are chosen and scored).
+FINAL_METRICS = "final_metrics.json"
+
+
+@dataclass(frozen=True)
+class ExportChoice:
+    """Which weights the run exported, and why."""
+
+    checkpoint: str  # the checkpoint holding the same weights
+    step: int
+    selected: str  # "bestEval" or "last" (the status enum)
+    note: str | None  # why not the best, when it could not be used
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 def dir_name(step: int) -> str:
@@ -100,39 +120,52 @@ def problem(ckpt: Path, *, verify_content: bool = False) -> str | None:
     Sizes are always checked; ``verify_content`` also checks every digest
     (reads the whole checkpoint: done once, before a resume).
     """
-    state_file = ckpt / STATE_FILE
-    if not state_file.is_file():
+    if not (ckpt / STATE_FILE).is_file():
+        return f"{STATE_FILE} missing"
+    sizes = {
+        f.relative_to(ckpt).as_posix(): f.stat().st_size for f in ckpt.rglob("*") if f.is_file()
+    }
+    digest = (lambda rel: _sha256(ckpt / rel)) if verify_content else None
+    return tree_problem(sizes, lambda rel: (ckpt / rel).read_text(), digest)
+
+
+def tree_problem(
+    sizes: dict[str, int],
+    read_text: Callable[[str], str],
+    digest: Callable[[str], str] | None = None,
+) -> str | None:
+    """`problem` over any listing: relative path -> size, a reader of the small JSON
+    files, and (to verify content) a digest function; a bucket prefix uses the same rules."""
+    if STATE_FILE not in sizes:
         return f"{STATE_FILE} missing"
     try:
-        state = TrainerState.from_json(state_file.read_text())
+        state = TrainerState.from_json(read_text(STATE_FILE))
     except (ValueError, TypeError) as exc:
         return f"{STATE_FILE} unreadable ({exc})"
     listed: set[str] = set()
     for rank in range(state.world_size):
-        manifest = ckpt / f"manifest_rank{rank}.json"
-        if not manifest.is_file():
-            return f"rank {rank} never finished writing (no {manifest.name})"
+        manifest = f"manifest_rank{rank}.json"
+        if manifest not in sizes:
+            return f"rank {rank} never finished writing (no {manifest})"
         try:
-            files = json.loads(manifest.read_text())["files"]
+            files = json.loads(read_text(manifest))["files"]
         except (ValueError, KeyError) as exc:
-            return f"{manifest.name} unreadable ({exc})"
+            return f"{manifest} unreadable ({exc})"
         listed.update(files)
         for rel, entry in files.items():
             if Path(rel).is_absolute() or ".." in Path(rel).parts:
-                return f"{manifest.name} lists {rel}, outside the checkpoint"
-            size, digest = (
+                return f"{manifest} lists {rel}, outside the checkpoint"
+            size, want = (
                 (entry, None) if isinstance(entry, int) else (entry["size"], entry["sha256"])
             )
-            f = ckpt / rel
-            if not f.is_file():
+            if rel not in sizes:
                 return f"{rel} missing"
-            if f.stat().st_size != size:
-                return f"{rel} is {f.stat().st_size} bytes, expected {size} (truncated?)"
-            if verify_content and digest is not None and _sha256(f) != digest:
+            if sizes[rel] != size:
+                return f"{rel} is {sizes[rel]} bytes, expected {size} (truncated?)"
+            if digest is not None and want is not None and digest(rel) != want:
                 return f"{rel} does not match its recorded SHA-256 (damaged in place)"
-    for f in sorted((ckpt / DS_TAG).rglob("*")):
-        rel = f.relative_to(ckpt).as_posix()
-        if not f.is_dir() and rel not in listed:
+    for rel in sorted(sizes):
+        if rel.startswith(f"{DS_TAG}/") and rel not in listed:
             return f"{rel} is in no rank's manifest (not written by this run)"
     return None
 
@@ -159,13 +192,14 @@ def latest_good(run_dir: Path, *, verify_content: bool = True) -> tuple[Path, Tr
     return None
 
 
-def prune(run_dir: Path, *, keep_last: int, best_step: int | None) -> list[Path]:
-    """Delete all but the newest ``keep_last`` complete checkpoints and the best one."""
-    removed: list[Path] = []
+def prune_plan(
+    newest_first: list[tuple[int, bool]], *, keep_last: int, best_step: int | None
+) -> list[int]:
+    """Steps to delete from (step, complete) pairs, newest first: all but the newest
+    ``keep_last`` complete checkpoints and the best one."""
+    removed: list[int] = []
     kept = 0
-    for ckpt in list_checkpoints(run_dir):
-        step = step_of(ckpt)
-        good = problem(ckpt) is None
+    for step, good in newest_first:
         if good and kept < keep_last:
             kept += 1
             continue
@@ -173,6 +207,18 @@ def prune(run_dir: Path, *, keep_last: int, best_step: int | None) -> list[Path]
             continue
         if not good and kept == 0:
             continue  # never delete what may still be an upload in progress at the head
-        shutil.rmtree(ckpt, ignore_errors=True)
-        removed.append(ckpt)
+        removed.append(step)
     return removed
+
+
+def prune(run_dir: Path, *, keep_last: int, best_step: int | None) -> list[Path]:
+    """Delete all but the newest ``keep_last`` complete checkpoints and the best one."""
+    found = {step_of(c): c for c in list_checkpoints(run_dir)}
+    plan = prune_plan(
+        [(s, problem(c) is None) for s, c in found.items() if s is not None],
+        keep_last=keep_last,
+        best_step=best_step,
+    )
+    for step in plan:
+        shutil.rmtree(found[step], ignore_errors=True)
+    return [found[s] for s in plan]

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-FORMATS = ("commonvoice", "hf", "manifest")
+FORMATS = ("commonvoice", "hf", "manifest", "hub")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -24,9 +24,28 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--model", required=True, metavar="REF", help="model reference")
     parser.add_argument(
+        "--engine",
+        choices=("hf", "ct2"),
+        default="hf",
+        help="hf: transformers (default); ct2: CTranslate2, what faster-whisper runs (MODEL is "
+        "then a directory made by `whisperft export --format ct2`)",
+    )
+    parser.add_argument(
         "--data", required=True, metavar="DIR", help="dataset directory or bundled:LANG"
     )
-    parser.add_argument("--format", choices=FORMATS, default="commonvoice", help="dataset layout")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="commonvoice",
+        help="dataset layout; hub: DATA is a Hugging Face dataset id (or a local hub-layout repo)",
+    )
+    parser.add_argument("--config", default=None, help="hub only: the dataset's config (subset)")
+    parser.add_argument("--revision", default=None, help="hub only: a branch, tag or commit")
+    parser.add_argument(
+        "--streaming",
+        action="store_true",
+        help="hub only: read the split as a stream (with --limit, only that many rows)",
+    )
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
     parser.add_argument(
         "--language",
@@ -63,7 +82,7 @@ def _language(requested: str | None, multilingual: bool, model: str) -> str | No
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Run the evaluation and return the JSON-ready result."""
-    from whisperft.trainer.data import read_split
+    from whisperft.trainer.data import HubOptions, read_split
     from whisperft.trainer.metrics import normalizer_for, score_texts
     from whisperft.trainer.model import load_model
     from whisperft.trainer.transcribe import transcribe
@@ -75,39 +94,71 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     ):
         raise ValueError("--batch-size, --limit and --max-new-tokens must be positive")
     started = time.monotonic()
-    loaded = load_model(args.model)
-    gen = loaded.model.generation_config
+    engine = getattr(args, "engine", "hf")
+    if engine == "ct2":
+        from whisperft.trainer.ct2_transcribe import load_ct2, transcribe_ct2
+
+        ct2 = load_ct2(args.model)
+        multilingual, model_path = ct2.multilingual, ct2.path
+        gen: dict[str, Any] = ct2.generation
+        label_length = ct2.label_length
+    else:
+        loaded = load_model(args.model)
+        multilingual, model_path = loaded.multilingual, loaded.path
+        gen = loaded.model.generation_config.to_dict()
+        tokenizer = loaded.processor.tokenizer
+
+        def label_length(text: str) -> int:
+            return len(tokenizer(text).input_ids)
+
     # A model whisperft exported decodes under the token it was trained with, and is
     # scored in the speech's own language (which may have no token of its own).
-    trained_token = getattr(gen, "language", None) if loaded.multilingual else None
-    language = _language(args.language or trained_token, loaded.multilingual, args.model)
-    speech_language = args.language or getattr(gen, "whisperft_language", None) or language
-    tokenizer = loaded.processor.tokenizer
+    trained_token = gen.get("language") if multilingual else None
+    language = _language(args.language or trained_token, multilingual, args.model)
+    speech_language = args.language or gen.get("whisperft_language") or language
+    hub = (
+        HubOptions(config=args.config, revision=args.revision, streaming=args.streaming)
+        if args.format == "hub"
+        else None
+    )
     split = read_split(
         args.format,
         args.data,
         args.split,
-        label_length=lambda text: len(tokenizer(text).input_ids),
+        label_length=label_length,
         limit=args.limit,
+        hub_options=hub,
     )
     decode_started = time.monotonic()
-    result = transcribe(
-        loaded.model,
-        loaded.processor,
-        [example.audio for example in split.examples],
-        language=language,
-        task=args.task,
-        batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens,
-        progress=sys.stderr.isatty(),
-    )
+    audios = [example.audio for example in split.examples]
+    if engine == "ct2":
+        result = transcribe_ct2(
+            ct2,
+            audios,
+            language=language,
+            task=args.task,
+            batch_size=args.batch_size,
+            max_new_tokens=args.max_new_tokens,
+        )
+    else:
+        result = transcribe(
+            loaded.model,
+            loaded.processor,
+            audios,
+            language=language,
+            task=args.task,
+            batch_size=args.batch_size,
+            max_new_tokens=args.max_new_tokens,
+            progress=sys.stderr.isatty(),
+        )
     references = [example.sentence for example in split.examples]
     normalise = normalizer_for(speech_language)
     scores = score_texts(references, result.texts, speech_language)
     return {
         "model": args.model,
-        "model_path": str(loaded.path),
-        "multilingual": loaded.multilingual,
+        "engine": engine,
+        "model_path": str(model_path),
+        "multilingual": multilingual,
         "data": args.data,
         "source": split.source,
         "format": args.format,

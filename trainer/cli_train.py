@@ -62,7 +62,11 @@ def add_parser(sub: Any) -> None:
         metavar="ADDR",
         help="join this Ray cluster ('auto' inside a RayJob); default: start a local Ray",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars, logs only (the default when stderr is not a terminal)",
+    )
     p.add_argument(
         "--dry-run",
         action="store_true",
@@ -114,14 +118,22 @@ def run_command(args: argparse.Namespace) -> int:
     from whisperft.trainer.data.errors import DataError
     from whisperft.trainer.main import run
     from whisperft.trainer.model.errors import ModelError
+    from whisperft.trainer.storage.errors import StorageError
 
     try:
-        results = run(cfg, ray_address=args.ray_address, progress=not args.no_progress)
+        # Bars only on a terminal: in a pod (kubectl logs) each frame would be a line.
+        progress = not args.no_progress and sys.stderr.isatty()
+        results = run(cfg, ray_address=args.ray_address, progress=progress)
     except (DataError, ModelError) as exc:
         # Bad input found before any worker starts: the message names it. The
         # operator reads exit status 2 as "do not retry".
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except StorageError as exc:
+        # A missing bucket or a denied principal will not heal on a retry; a
+        # storage outage (transient, already retried with backoff) may.
+        print(f"error: {exc}", file=sys.stderr)
+        return 2 if exc.permanent else 1
     before, after = results.get("test_wer_before"), results.get("test_wer_after")
     print()
     if before is not None and after is not None:

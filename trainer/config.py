@@ -31,7 +31,7 @@ from whisperft.operator.api.spec import (
     ModelSpec,
     WhisperFineTuneSpec,
 )
-from whisperft.operator.api.spec_training import TrainingSpec
+from whisperft.operator.api.spec_training import LoraSpec, TrainingSpec
 from whisperft.operator.api.types import ZeroStage
 from whisperft.validation import describe_errors
 
@@ -44,6 +44,21 @@ class ResolvedDeepSpeed(ApiModel):
     stage: ZeroStage = Field(description="ZeRO stage 0-3.")
     offload_optimizer: bool = Field(False, description="Optimizer states in CPU memory.")
     offload_params: bool = Field(False, description="Parameters in CPU memory (stage 3 only).")
+
+
+class ResolvedStrategy(ApiModel):
+    """The memory strategy the planner chose with deepspeed.mode auto; None: as in the spec."""
+
+    micro_batch: int | None = Field(None, gt=0, description="Micro-batch per worker.")
+    grad_accum: int | None = Field(None, gt=0, description="Micro-batches per optimizer step.")
+    gradient_checkpointing: bool | None = Field(None, description="Recompute activations.")
+    lora: bool = Field(False, description="LoRA adapters (spec.training.lora.mode auto).")
+    predicted_gpu_gib: float | None = Field(
+        None, ge=0, alias="predictedGpuGiB", description="The planner's peak per GPU (upper bound)."
+    )
+    reasons: list[str] = Field(
+        default_factory=list, max_length=16, description="Why each choice was made."
+    )
 
 
 class Runtime(ApiModel):
@@ -60,13 +75,40 @@ class Runtime(ApiModel):
         2, ge=-1, description="Worker failures Ray Train restarts in place (-1: forever)."
     )
     deepspeed: ResolvedDeepSpeed
+    strategy: ResolvedStrategy = Field(default_factory=ResolvedStrategy)
     data_path: str = Field(min_length=1, description="The dataset, as this machine sees it.")
     storage_path: str = Field(
         min_length=1, description="Ray Train storage; the run directory is <storagePath>/<name>."
     )
     output_dir: str = Field(min_length=1, description="Final model, results.json and plots.")
+    output_uri: str | None = Field(
+        None,
+        description="Bucket prefix the outputs are uploaded to (output_dir is then scratch).",
+    )
+    checkpoint_uri: str | None = Field(
+        None,
+        description=(
+            "Bucket prefix of this run's checkpoints (storage_path is then node-local scratch; "
+            "a resume downloads from here)."
+        ),
+    )
+    shared_scratch: bool = Field(
+        True,
+        description=(
+            "Every worker sees the driver's storage_path and feature cache (one machine, or a "
+            "shared claim); False: each pod prepares its own inputs."
+        ),
+    )
     model_cache_dir: str | None = Field(None, description="Converted weights (default: cache).")
     feature_cache_dir: str | None = Field(None, description="Log-mel features (default: cache).")
+    cache_max_gib: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Bound of the feature and encoder caches (least recently used entries go first); "
+            "the operator sets what the claim has left after checkpoints and the model."
+        ),
+    )
 
 
 class TrainConfig(ApiModel):
@@ -87,6 +129,27 @@ class TrainConfig(ApiModel):
     @property
     def training(self) -> TrainingSpec:
         return self.spec.training
+
+    @property
+    def micro_batch(self) -> int:
+        return self.runtime.strategy.micro_batch or self.training.batch_size_per_worker
+
+    @property
+    def grad_accum(self) -> int:
+        return self.runtime.strategy.grad_accum or self.training.grad_accum
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        chosen = self.runtime.strategy.gradient_checkpointing
+        return self.training.gradient_checkpointing if chosen is None else chosen
+
+    @property
+    def lora(self) -> LoraSpec | None:
+        """The adapters to train, or None for a full fine-tune."""
+        lora = self.training.lora
+        if lora.mode == "on" or (lora.mode == "auto" and self.runtime.strategy.lora):
+            return lora
+        return None
 
     @property
     def zero_stage(self) -> int:
@@ -134,6 +197,7 @@ def config_from_files(
 __all__ = [
     "ConfigError",
     "ResolvedDeepSpeed",
+    "ResolvedStrategy",
     "Runtime",
     "TrainConfig",
     "config_from_files",

@@ -37,7 +37,7 @@ def total_steps(cfg: TrainConfig, *, n_train: int, world_size: int) -> int:
     if t.max_steps is not None:
         return t.max_steps
     assert t.epochs is not None
-    per_step = t.batch_size_per_worker * t.grad_accum * world_size
+    per_step = cfg.micro_batch * cfg.grad_accum * world_size
     steps_per_epoch = max(1, n_train // per_step)
     return max(1, round(steps_per_epoch * t.epochs))
 
@@ -110,9 +110,9 @@ def build_deepspeed_config(
         zero["offload_param"] = {"device": "cpu", "pin_memory": cuda}
 
     config: dict[str, Any] = {
-        "train_micro_batch_size_per_gpu": t.batch_size_per_worker,
-        "gradient_accumulation_steps": t.grad_accum,
-        "train_batch_size": t.batch_size_per_worker * t.grad_accum * world_size,
+        "train_micro_batch_size_per_gpu": cfg.micro_batch,
+        "gradient_accumulation_steps": cfg.grad_accum,
+        "train_batch_size": cfg.micro_batch * cfg.grad_accum * world_size,
         "gradient_clipping": t.max_grad_norm,
         "optimizer": optimizer,
         "zero_optimization": zero,

@@ -9,7 +9,9 @@ resource's own fields read for one machine instead of a cluster.
 - `spec.dataset.path` as a local directory or bundled:en / bundled:sw.
 - Outputs in `spec.output.location`, default `runs/<metadata.name>`;
   checkpoints in its `checkpoints/` (a run started again with the same name
-  resumes from them).
+  resumes from them). A bucket location (s3://, gs://) holds the same layout
+  (`model/`, `ct2/`, `results.json`, `checkpoints/<name>/`); `runs/<name>` is
+  then only local scratch.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from pathlib import Path
 from kubernetes.utils.quantity import parse_quantity
 
 from whisperft.operator.api.resource import WhisperFineTune
-from whisperft.operator.planning.memory import plan_memory
 from whisperft.operator.planning.resolve import plan_input
-from whisperft.trainer.config import ConfigError, ResolvedDeepSpeed, Runtime
+from whisperft.operator.planning.strategy import plan_memory
+from whisperft.operator.render.trainconfig import resolved
+from whisperft.trainer.config import ConfigError, Runtime
+from whisperft.trainer.storage.uri import checkpoint_prefix, is_uri
 
 LOCAL_RUNS_DIR = "runs"
 
@@ -67,17 +71,21 @@ def local_runtime(
     plan = plan_memory(plan_input(spec, gpu_memory_gib=gpu_gib, pod_memory_gib=None))
     if not plan.allowed:
         raise ConfigError("will not fit on this machine: " + "; ".join(plan.notes))
-    out = Path(spec.output.location or f"{LOCAL_RUNS_DIR}/{resource.metadata.name}")
+    name = resource.metadata.name
+    bucket = spec.output.location if is_uri(spec.output.location) else None
+    out = Path(
+        f"{LOCAL_RUNS_DIR}/{name}" if bucket or not spec.output.location else spec.output.location
+    )
+    deepspeed, strategy = resolved(plan)
     return Runtime(
         workers=workers,
         use_gpu=bool(gpus_each),
         cpus_per_worker=cpus,
-        deepspeed=ResolvedDeepSpeed(
-            stage=plan.stage,
-            offload_optimizer=plan.offload_optimizer,
-            offload_params=plan.offload_params,
-        ),
+        deepspeed=deepspeed,
+        strategy=strategy,
         data_path=spec.dataset.path,
         storage_path=str(out / "checkpoints"),
         output_dir=str(out),
+        output_uri=bucket,
+        checkpoint_uri=checkpoint_prefix(bucket, name) if bucket else None,
     )

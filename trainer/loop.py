@@ -9,6 +9,8 @@ import os
 import time
 from typing import Any
 
+from whisperft.trainer import preemption
+from whisperft.trainer.checkpoint import FINAL_METRICS
 from whisperft.trainer.job import WorkerJob
 from whisperft.trainer.worker import Worker, peak_memory_mb
 
@@ -24,10 +26,24 @@ def _progress_bar(w: Worker, done: int) -> Any:
     return bar
 
 
+def local_inputs(job: WorkerJob) -> WorkerJob:
+    """The job with model and features on this node: the driver's when this pod sees
+    them (a shared claim, one machine), else prepared here once per node."""
+    if job.config.runtime.shared_scratch or job.train_features.exists():
+        return job
+    from whisperft.trainer.main import prepare_data
+    from whisperft.trainer.node_lock import node_lock
+
+    root = job.encoder_cache_root
+    with node_lock(root / ".prepare.lock"):
+        prep = prepare_data(job.config, progress=False)
+    return prep.job(job.config, job.run_dir, job.output_dir, job.progress)
+
+
 def train_worker(loop_config: dict[str, Any]) -> None:
     """Entry point for ``TorchTrainer(train_loop_per_worker=...)``."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    job = WorkerJob.from_loop_config(loop_config)
+    job = local_inputs(WorkerJob.from_loop_config(loop_config))
     w = Worker(job)
     w.build()
     state = w.restore()
@@ -37,6 +53,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         state.baseline_wer, state.baseline_cer = base.wer, base.cer
         state.history.append({"step": 0, "split": "test", **base.scores})
         w.say(f"baseline: test {base.describe()}")
+        w.telemetry.scalars(0, {"test_wer": base.wer})
     w.say(
         f"training {w.counts['trainable'] / 1e6:.1f}M of {w.counts['total'] / 1e6:.1f}M parameters, "
         f"{w.steps} steps, {w.world} workers, ZeRO-{w.cfg.zero_stage}, {w.precision}"
@@ -68,6 +85,19 @@ def train_worker(loop_config: dict[str, Any]) -> None:
                 f"step {step}/{w.steps}  loss {loss:.4f}  lr {w.lr_used:.2e}  {sps:.2f} samples/s"
             )
             w.publish(state, loss=loss, samples_per_second=sps, last_checkpoint=last_ckpt)
+            w.telemetry.scalars(
+                step, {"loss": loss, "learning_rate": w.lr_used, "samples_per_second": sps}
+            )
+        if step < w.steps and w.preemption_requested():
+            # Stopped from outside (spot reclaim, drain): save this step, say so, stop.
+            state.history.append({"event": "preempted", "step": step})
+            last_ckpt = w.save(state, {"step": step, "loss": loss, **peak_memory_mb(w.cuda)})
+            w.say(f"preempted at step {step}/{w.steps}: checkpoint saved, stopping")
+            w.publish(state, loss=loss, last_checkpoint=last_ckpt, preempted_at_step=step)
+            if w.sink is not None:
+                w.sink.flush(timeout_s=10.0)
+            preemption.mark_done()
+            raise preemption.Preempted(f"preempted at step {step}")
         new_best = False
         if t.eval_every and step % t.eval_every == 0 and step < w.steps:
             ev = w.evaluate("eval")
@@ -79,37 +109,56 @@ def train_worker(loop_config: dict[str, Any]) -> None:
                 f"eval @ step {step}: {ev.describe()} (best WER {state.best_wer:.2%} @ {state.best_step})"
             )
             w.publish(state, loss=loss, eval_wer=ev.wer, last_checkpoint=last_ckpt)
+            w.telemetry.scalars(step, {"eval_wer": ev.wer})
         # A new best is saved even off the save interval, so "best" always has a checkpoint.
         if t.save_every and step < w.steps and (step % t.save_every == 0 or new_best):
             last_ckpt = w.save(state, {"step": step, "loss": loss, **peak_memory_mb(w.cuda)})
     if bar is not None:
         bar.close()
-    # Final: eval on the held-out split, final checkpoint, final model.
+    # Final: evaluate the last weights and checkpoint them (the resume point), then
+    # export the best evaluated weights and score those on the held-out split.
     dev = w.evaluate("eval")
-    final = w.evaluate("test")
     state.history.append({"step": state.step, "split": "eval", **dev.scores})
-    state.history.append({"step": state.step, "split": "test", **final.scores})
     if state.best_wer is None or dev.wer <= state.best_wer:
         state.best_wer, state.best_step = dev.wer, state.step
-    w.say(
-        f"final: test WER {state.baseline_wer or 0:.2%} -> {final.wer:.2%} ({final.capped} capped)"
-    )
-    out_dir = job.output_dir
-    w.save_final_model(out_dir)
-    metrics = {
+    metrics: dict[str, Any] = {
         "step": state.step,
         "loss": loss,
         "test_wer_before": state.baseline_wer,
-        "test_wer_after": final.wer,
         "test_cer_before": state.baseline_cer,
-        "test_cer_after": final.cer,
         "eval_wer": dev.wer,
         "best_eval_wer": state.best_wer,
         "best_step": state.best_step,
         "samples_per_second": (state.samples_seen - seen0) / max(train_s, 1e-9),
-        "capped_after": final.capped,
         **peak_memory_mb(w.cuda),
     }
+    last_ckpt = w.save(state, dict(metrics))
+    choice = w.load_export_weights(state, last_ckpt)
+    final = w.evaluate("test")
+    state.history.append({"step": choice.step, "split": "test", **final.scores})
+    w.say(
+        f"final: test WER {state.baseline_wer or 0:.2%} -> {final.wer:.2%} ({final.capped} capped),"
+        f" exporting step {choice.step} ({'best eval WER' if choice.selected == 'bestEval' else 'last'})"
+    )
+    w.telemetry.scalars(state.step, {"eval_wer": dev.wer, "test_wer": final.wer})
+    w.telemetry.close()
+    w.upload_events()
+    out_dir = job.output_dir
+    bucket_out = w.cfg.runtime.output_uri
+    w.save_final_model(out_dir)
+    formats = list(w.cfg.spec.output.formats)
+    metrics.update(
+        {
+            "test_wer_after": final.wer,
+            "test_cer_after": final.cer,
+            "capped_after": final.capped,
+            "exported": {**choice.as_dict(), "formats": formats},
+            # LoRA: rank, trainable parameters and adapter bytes (rank 0 exported them).
+            "lora": w.lora_summary.as_dict() if w.lora_summary is not None else None,
+            "ct2": w.ct2_report,
+            **peak_memory_mb(w.cuda),
+        }
+    )
     if w.rank == 0:
         (out_dir / "hypotheses.json").write_text(
             json.dumps(
@@ -120,12 +169,25 @@ def train_worker(loop_config: dict[str, Any]) -> None:
                 indent=1,
             )
         )
-    last_ckpt = w.save(state, metrics)
+        tmp = out_dir / f".{FINAL_METRICS}.partial"
+        tmp.write_text(json.dumps({"metrics": metrics, "history": state.history}, indent=1))
+        tmp.replace(out_dir / FINAL_METRICS)
+        if bucket_out:
+            from whisperft.trainer.outputs import upload_model
+
+            upload_model(out_dir, bucket_out, formats)
+            w.say(f"uploaded the model to {bucket_out}")
     w.publish(
         state,
         loss=loss,
         eval_wer=dev.wer,
         test_wer_after=final.wer,
         last_checkpoint=last_ckpt,
-        model_path=str(out_dir / "model"),
+        model_path=f"{bucket_out.rstrip('/')}/model" if bucket_out else str(out_dir / "model"),
+        model_step=choice.step,
+        model_checkpoint=choice.checkpoint,
+        model_selected=choice.selected,
+        model_formats=formats,
     )
+    if w.sink is not None and not w.sink.flush(timeout_s=30.0):
+        w.say("warning: the final status report was not delivered within 30 s")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -17,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from whisperft.languages import token_language
+from whisperft.trainer import cache_prune, outputs
 from whisperft.trainer import checkpoint as ckpt
-from whisperft.trainer.config import TrainConfig
+from whisperft.trainer.checkpoint_bucket import BucketCheckpoints
+from whisperft.trainer.config import Runtime, TrainConfig
 from whisperft.trainer.data.collator import micro_batches_per_epoch
 from whisperft.trainer.data.errors import DataError
 from whisperft.trainer.data.features import (
@@ -26,11 +29,11 @@ from whisperft.trainer.data.features import (
     build_feature_set,
     cache_key,
     label_ids,
-    source_fingerprint,
 )
 from whisperft.trainer.job import WorkerJob
 from whisperft.trainer.model.sources import cache_root
 from whisperft.trainer.model_prep import Prefix, checked_prefix
+from whisperft.trainer.storage.objects import totals as storage_totals
 
 log = logging.getLogger("whisperft.trainer")
 
@@ -44,6 +47,7 @@ RESULT_METRICS = (
     "best_eval_wer",
     "best_step",
     "capped_after",
+    "lora",  # None for a full fine-tune
 )
 
 
@@ -54,12 +58,25 @@ class Prepared:
     splits: dict[str, FeatureSet]  # train / eval / test
     features_root: Path
 
+    def job(self, cfg: TrainConfig, run_dir: Path, output_dir: Path, progress: bool) -> WorkerJob:
+        """What the workers get: this model and these features."""
+        return WorkerJob(
+            config=cfg,
+            model_dir=self.model_dir,
+            train_features=self.splits["train"].path,
+            eval_features={"eval": self.splits["eval"].path, "test": self.splits["test"].path},
+            run_dir=run_dir,
+            encoder_cache_root=self.features_root,
+            output_dir=output_dir,
+            progress=progress,
+        )
+
 
 def prepare_data(cfg: TrainConfig, *, progress: bool = True) -> Prepared:
     """Model dir and cached features for the three splits (driver side, once)."""
     from transformers import GenerationConfig, WhisperProcessor
 
-    from whisperft.trainer.data import iter_split, resolve_data_path
+    from whisperft.trainer.data import HubOptions, iter_split, resolve_data_path, split_identity
     from whisperft.trainer.model import resolve_model_dir
 
     rt = cfg.runtime
@@ -69,7 +86,8 @@ def prepare_data(cfg: TrainConfig, *, progress: bool = True) -> Prepared:
     # Before any feature is computed: a model found only now (a path) must have the language.
     prefix = checked_prefix(processor.tokenizer, gen, cfg)
     d = cfg.dataset
-    data_path = resolve_data_path(rt.data_path)
+    hub = HubOptions.of(d)  # format hub: data_path is a hub id or a hub-layout directory
+    data_path: str | Path = rt.data_path if hub else resolve_data_path(rt.data_path)
     features_root = (
         Path(rt.feature_cache_dir) if rt.feature_cache_dir else cache_root() / "features"
     )
@@ -90,10 +108,9 @@ def prepare_data(cfg: TrainConfig, *, progress: bool = True) -> Prepared:
     for role, (split, limit) in wanted.items():
         key = cache_key(
             {
-                "source": str(data_path.resolve()),
+                **split_identity(d.format, data_path, split, hub),  # source, fingerprint
                 "format": d.format,
                 "split": split,
-                "fingerprint": source_fingerprint(data_path, split),
                 "limit": limit,
                 "min_s": d.min_duration_seconds,
                 "max_s": d.max_duration_seconds,
@@ -114,6 +131,7 @@ def prepare_data(cfg: TrainConfig, *, progress: bool = True) -> Prepared:
             label_length=lambda s: len(labels_for(s)),
             max_label_tokens=d.max_label_tokens,
             limit=limit,
+            hub_options=hub,
         )
         bar = _bar(f"features {role} ({split})") if progress else None
         splits[role] = build_feature_set(
@@ -126,6 +144,12 @@ def prepare_data(cfg: TrainConfig, *, progress: bool = True) -> Prepared:
             progress=bar,
             description=f"{data_path} [{split}]",
         )
+    bound = rt.cache_max_gib
+    cache_prune.prune(
+        features_root,
+        keep=[fs.path for fs in splits.values()],
+        max_bytes=int(bound * 2**30) if bound is not None else None,
+    )
     return Prepared(model_dir=model_dir, prefix=prefix, splits=splits, features_root=features_root)
 
 
@@ -133,6 +157,14 @@ def _bar(desc: str) -> Any:
     from tqdm.auto import tqdm
 
     return lambda it: tqdm(it, desc=desc, unit="clip", leave=False)
+
+
+def worker_setup() -> None:
+    """Ray worker setup hook (every worker process, in its main thread): SIGTERM asks
+    for a preemption checkpoint instead of killing the worker mid-step."""
+    from whisperft.trainer import preemption
+
+    preemption.install_handler()
 
 
 def quiet_local_workers() -> None:
@@ -146,6 +178,7 @@ def quiet_local_workers() -> None:
     logging.getLogger(
         "ray.train.v2._internal.execution.controller.placement_group_cleaner"
     ).setLevel(logging.ERROR)
+    worker_setup()
 
 
 def run(
@@ -165,12 +198,25 @@ def run(
     out_dir = Path(s.output_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     run_dir = storage / cfg.name
+    if not progress:
+        # Hugging Face's own bars too ("Loading weights"): each frame is a log line.
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    for location in (s.output_uri, s.checkpoint_uri):
+        if location:  # before any feature is computed: a missing bucket is bad input
+            outputs.check_writable(location)
     prep = prepare_data(cfg, progress=progress)
     t_data = time.perf_counter() - t0
-    try:  # here, before Ray starts, rather than as a traceback from every worker
-        micro_batches_per_epoch(
-            len(prep.splits["train"]), s.workers, cfg.training.batch_size_per_worker
+    read = storage_totals()
+    if read.objects_read:
+        sys.stdout.write(
+            f"[whisperft] read {read.bytes_read / 1e6:.1f} MB in {read.objects_read} objects "
+            "from buckets while preparing the data\n"
         )
+    try:  # here, before Ray starts, rather than as a traceback from every worker
+        micro_batches_per_epoch(len(prep.splits["train"]), s.workers, cfg.micro_batch)
     except ValueError as exc:
         raise DataError(
             f"{s.data_path} [{cfg.dataset.train_split}]: {exc}", reason="too_few"
@@ -180,11 +226,19 @@ def run(
         "TOKENIZERS_PARALLELISM": "false",
         "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
         "OMP_NUM_THREADS": str(max(1, int(s.cpus_per_worker))),
+        **({} if progress else {"HF_HUB_DISABLE_PROGRESS_BARS": "1"}),
         **{k: v for k, v in os.environ.items() if k.startswith("WHISPERFT_")},
     }
     if not ray.is_initialized():
         if ray_address:
-            ray.init(address=ray_address, runtime_env={"env_vars": env}, log_to_driver=True)
+            ray.init(
+                address=ray_address,
+                runtime_env={
+                    "env_vars": env,
+                    "worker_process_setup_hook": "whisperft.trainer.main.worker_setup",
+                },
+                log_to_driver=True,
+            )
         else:
             ray.init(
                 num_cpus=max(int(s.workers * s.cpus_per_worker), 1) + 1,
@@ -195,16 +249,7 @@ def run(
                 },
                 logging_level=logging.WARNING,
             )
-    job = WorkerJob(
-        config=cfg,
-        model_dir=prep.model_dir,
-        train_features=prep.splits["train"].path,
-        eval_features={"eval": prep.splits["eval"].path, "test": prep.splits["test"].path},
-        run_dir=run_dir,
-        encoder_cache_root=prep.features_root,
-        output_dir=out_dir,
-        progress=progress,
-    )
+    job = prep.job(cfg, run_dir, out_dir, progress)
     trainer = TorchTrainer(
         train_worker,
         train_loop_config=job.as_loop_config(),
@@ -225,13 +270,15 @@ def run(
             checkpoint_config=CheckpointConfig(num_to_keep=None),
         ),
     )
+    (out_dir / ckpt.FINAL_METRICS).unlink(missing_ok=True)  # an earlier run's, never this one's
+    if s.output_uri:
+        outputs.clear_final_metrics(s.output_uri)
     result = trainer.fit()
     wall = time.perf_counter() - t0
-    # The final checkpoint was just written and size-checked; its digests need no second read.
-    found = ckpt.latest_good(run_dir, verify_content=False)
-    checkpoints = ckpt.list_checkpoints(run_dir)
-    state = found[1] if found else None
-    metrics = dict(result.metrics or {})
+    checkpoints, state = _checkpoints_after(s, run_dir)
+    final = outputs.final_metrics(out_dir, s.output_uri)
+    metrics = {**(result.metrics or {}), **final.get("metrics", {})}
+    history = final.get("history") or (state.history if state else [])
     results: dict[str, Any] = {
         "config": cfg.to_wire(),
         "model_source": str(prep.model_dir),
@@ -253,16 +300,37 @@ def run(
         "peak_rss_mb_rank0": metrics.get("peak_rss_mb"),
         "peak_gpu_mb_rank0": metrics.get("peak_gpu_mb"),
         "prepare_seconds": round(t_data, 1),
+        # The driver's own bucket traffic: the data it read (features are cached after that).
+        "storage": {"bytes_read": read.bytes_read, "objects_read": read.objects_read},
         "job_wall_seconds": round(wall, 1),
-        "checkpoints": [str(p) for p in checkpoints],
+        "checkpoints": checkpoints,
         # None only when checkpoints are off (saveEvery 0): a new best is always saved.
         "best_checkpoint": next(
-            (str(p) for p in checkpoints if ckpt.step_of(p) == metrics.get("best_step")), None
+            (p for p in checkpoints if ckpt.step_of(Path(p)) == metrics.get("best_step")), None
         ),
-        "final_model": str(out_dir / "model"),
-        "history": state.history if state else [],
+        "final_model": f"{s.output_uri.rstrip('/')}/model"
+        if s.output_uri
+        else str(out_dir / "model"),
+        # Which weights model/ (and ct2/) hold: the best evaluated checkpoint's, or the last.
+        "exported": metrics.get("exported"),
+        "ct2": metrics.get("ct2"),
+        "history": history,
     }
-    if state and state.history:
-        results["plot"] = str(plot_history(state.history, out_dir / "training.png", title=cfg.name))
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    if history:
+        results["plot"] = str(plot_history(history, out_dir / "training.png", title=cfg.name))
+    (out_dir / outputs.RESULTS).write_text(json.dumps(results, indent=2))
+    if s.output_uri:
+        outputs.upload_results(out_dir, s.output_uri)
     return results
+
+
+def _checkpoints_after(s: Runtime, run_dir: Path) -> tuple[list[str], ckpt.TrainerState | None]:
+    """The run's checkpoints (newest first) and the newest one's state, wherever they are."""
+    if s.checkpoint_uri:
+        bucket = BucketCheckpoints(s.checkpoint_uri, run_dir)
+        names = bucket.names()
+        good = next((n for n in names if bucket.problem(n) is None), None)
+        return [str(bucket.prefix(n)) for n in names], bucket.state(good) if good else None
+    # The final checkpoint was just written and size-checked; its digests need no second read.
+    found = ckpt.latest_good(run_dir, verify_content=False)
+    return [str(p) for p in ckpt.list_checkpoints(run_dir)], found[1] if found else None

@@ -91,7 +91,7 @@ def uses_encoder_cache(cfg: TrainConfig) -> bool:
 
 
 def prepare_for_training(model: Any, cfg: TrainConfig) -> dict[str, int]:
-    """Apply freezing and memory options; returns trainable/total parameter counts."""
+    """Apply freezing, LoRA adapters and memory options; returns trainable/total parameter counts."""
     t = cfg.training
     if t.freeze_encoder:
         enc = model.model.encoder
@@ -104,7 +104,11 @@ def prepare_for_training(model: Any, cfg: TrainConfig) -> dict[str, int]:
             for layer in enc.layers[len(enc.layers) - t.train_top_encoder_layers :]:
                 layer.requires_grad_(True)
             enc.layer_norm.requires_grad_(True)
-    if t.gradient_checkpointing:
+    if cfg.lora is not None:
+        from whisperft.trainer import lora
+
+        lora.apply(model, cfg)  # in place; only the adapters train from here on
+    if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     if t.spec_augment:

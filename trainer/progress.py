@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -32,7 +34,12 @@ class Progress:
     test_wer_after: float | None = None
     samples_per_second: float | None = None
     last_checkpoint: str | None = None
-    model_path: str | None = None  # the exported model, once written (with the step it holds)
+    model_path: str | None = None  # the exported model, once written
+    model_step: int | None = None  # the step whose weights it holds
+    model_checkpoint: str | None = None  # the checkpoint holding the same weights
+    model_selected: str | None = None  # "bestEval" or "last"
+    model_formats: list[str] | None = None
+    preempted_at_step: int | None = None  # saved here because the pods were being stopped
     attempt: int | None = None  # set by the sink: the attempt this trainer runs for
 
     def status_patch(self) -> dict[str, Any]:
@@ -48,6 +55,7 @@ class Progress:
             "testWerBefore": _round(self.test_wer_before),
             "testWerAfter": _round(self.test_wer_after),
             "samplesPerSecond": _round(self.samples_per_second),
+            "preemptedAtStep": self.preempted_at_step,
             "updatedAt": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         patch: dict[str, Any] = {"progress": {k: v for k, v in progress.items() if v is not None}}
@@ -57,8 +65,10 @@ class Progress:
             model = {
                 "attempt": self.attempt,
                 "path": self.model_path,
-                "step": self.step,
-                "checkpoint": self.last_checkpoint,
+                "step": self.step if self.model_step is None else self.model_step,
+                "checkpoint": self.model_checkpoint or self.last_checkpoint,
+                "selected": self.model_selected,
+                "formats": self.model_formats,
             }
             patch["model"] = {k: v for k, v in model.items() if v is not None}
         return {"status": patch}
@@ -71,6 +81,8 @@ def _round(x: float | None) -> float | None:
 class ProgressSink(Protocol):
     def publish(self, progress: Progress) -> None: ...
 
+    def flush(self, timeout_s: float) -> bool: ...
+
 
 class LogSink:
     """Local mode: progress goes to the log (the console shows a bar and eval lines)."""
@@ -78,34 +90,106 @@ class LogSink:
     def publish(self, progress: Progress) -> None:
         log.debug("progress %s", progress)
 
+    def flush(self, timeout_s: float) -> bool:
+        return True
+
+
+# A patch that takes longer than this is abandoned (and logged); the next report
+# carries everything again, so nothing is lost but time.
+STATUS_TIMEOUT_S = 10.0
+
 
 class StatusSink:
-    """Cluster mode: merge-patch the WhisperFineTune's status subresource."""
+    """Cluster mode: merge-patch the WhisperFineTune's status subresource.
 
-    def __init__(self, name: str, namespace: str, attempt: int | None = None) -> None:
-        from kubernetes import client, config
+    Patches are sent from a thread of their own, so a slow or unreachable API
+    server never stalls a training step: ``publish`` only merges the report into
+    the one pending patch (reports made while a patch is in flight coalesce, the
+    newest value of each field winning), and ``flush`` waits, bounded, for the
+    last one (the exported model's) before the trainer exits."""
 
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            # Outside a pod; the client read $KUBECONFIG at import, so pass it on.
-            config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
-        self._api = client.CustomObjectsApi()
+    def __init__(
+        self,
+        name: str,
+        namespace: str,
+        attempt: int | None = None,
+        *,
+        api: Any = None,
+        timeout_s: float = STATUS_TIMEOUT_S,
+    ) -> None:
+        if api is None:
+            from kubernetes import client, config
+
+            try:
+                config.load_incluster_config()
+            except config.ConfigException:
+                # Outside a pod; the client read $KUBECONFIG at import, so pass it on.
+                config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+            api = client.CustomObjectsApi()
+        self._api = api
         self.name, self.namespace, self.attempt = name, namespace, attempt
+        self.timeout_s = timeout_s
+        self._cv = threading.Condition()
+        self._pending: dict[str, Any] | None = None
+        self._busy = False
+        self._thread = threading.Thread(
+            target=self._send_loop, name="whisperft-status", daemon=True
+        )
+        self._thread.start()
 
     def publish(self, progress: Progress) -> None:
         progress.attempt = self.attempt
-        try:
-            self._api.patch_namespaced_custom_object_status(
-                names.GROUP,
-                names.VERSION,
-                self.namespace,
-                names.PLURAL,
-                self.name,
-                progress.status_patch(),
-            )
-        except Exception as exc:  # best effort: never stop training for a status update
-            log.warning("could not publish progress to %s/%s: %s", self.namespace, self.name, exc)
+        patch = progress.status_patch()
+        with self._cv:
+            self._pending = patch if self._pending is None else merge(self._pending, patch)
+            self._cv.notify_all()
+
+    def flush(self, timeout_s: float) -> bool:
+        """True once every report so far has been sent (or given up on)."""
+        deadline = time.monotonic() + timeout_s
+        with self._cv:
+            while self._pending is not None or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cv.wait(left)
+        return True
+
+    def _send_loop(self) -> None:
+        while True:
+            with self._cv:
+                while self._pending is None:
+                    self._cv.wait()
+                patch, self._pending, self._busy = self._pending, None, True
+            try:
+                self._api.patch_namespaced_custom_object_status(
+                    names.GROUP,
+                    names.VERSION,
+                    self.namespace,
+                    names.PLURAL,
+                    self.name,
+                    patch,
+                    _request_timeout=self.timeout_s,
+                )
+            except Exception as exc:  # best effort: never stop training for a status update
+                log.warning(
+                    "could not publish progress to %s/%s: %s", self.namespace, self.name, exc
+                )
+            finally:
+                with self._cv:
+                    self._busy = False
+                    self._cv.notify_all()
+
+
+def merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """JSON merge patch of two patches (RFC 7386 without nulls: reports never delete)."""
+    out = dict(base)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def sink_from_env(env: dict[str, str] | None = None) -> ProgressSink:

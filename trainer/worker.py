@@ -13,16 +13,19 @@ import json
 import logging
 import random
 import resource
+import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from whisperft.languages import token_language
+from whisperft.trainer import cache_prune, lora, rng_state, safe_load
 from whisperft.trainer import checkpoint as ckpt
-from whisperft.trainer import rng_state, safe_load
+from whisperft.trainer.checkpoint_bucket import BucketCheckpoints
 from whisperft.trainer.config import TrainConfig
 from whisperft.trainer.data.collator import collate, micro_batch, micro_batches_per_epoch
 from whisperft.trainer.data.features import FeatureSet
@@ -36,7 +39,9 @@ from whisperft.trainer.evaluation import EvalResult, decode_features, score
 from whisperft.trainer.job import WorkerJob
 from whisperft.trainer.model.quiet_save import no_save_progress
 from whisperft.trainer.model_prep import checked_prefix, prepare_for_training, uses_encoder_cache
+from whisperft.trainer.node_lock import node_lock
 from whisperft.trainer.progress import Progress, sink_from_env
+from whisperft.trainer.telemetry import EVENTS_DIR, Telemetry
 
 log = logging.getLogger("whisperft.trainer")
 
@@ -60,6 +65,11 @@ class Worker:
             self.cfg, cuda=self.cuda, bf16_supported=self.cuda and torch.cuda.is_bf16_supported()
         )
         self.run_dir = job.run_dir
+        rt = self.cfg.runtime
+        # Checkpoints in a bucket: run_dir is then only where a resume downloads them.
+        self.bucket = (
+            BucketCheckpoints(rt.checkpoint_uri, job.run_dir) if rt.checkpoint_uri else None
+        )
         self.train_set = FeatureSet.open(job.train_features)
         self.eval_sets = {name: FeatureSet.open(p) for name, p in job.eval_features.items()}
         self.steps = total_steps(self.cfg, n_train=len(self.train_set), world_size=self.world)
@@ -67,6 +77,11 @@ class Worker:
         self.states: Any = None
         self.lr_used = 0.0
         self.bar: Any = None
+        self.lora_summary: lora.LoraSummary | None = None
+        self.ct2_report: dict[str, Any] | None = None  # set by save_final_model (rank 0)
+        self.telemetry = Telemetry(
+            job.run_dir if self.rank == 0 else None, self.cfg.name, prometheus=self.rank == 0
+        )
 
     # -- setup -------------------------------------------------------------------
     def build(self) -> None:
@@ -99,6 +114,8 @@ class Worker:
         trained: torch.nn.Module = model
         if uses_encoder_cache(self.cfg):
             trained = self._with_encoder_cache(model)
+        if self.cfg.lora is not None:
+            lora.checkpoint_only_trainable(trained)  # DeepSpeed's model states: the adapters
         from torch.optim.lr_scheduler import LambdaLR
 
         schedule = lr_schedule(self.cfg, steps=self.steps)
@@ -118,6 +135,8 @@ class Worker:
             if self.zero3 and self.rank == 0
             else None
         )
+        if self.eval_model is not None and self.cfg.lora is not None:
+            lora.apply(self.eval_model, self.cfg)  # the consolidated weights' names
         self.dtype = next(self.engine.module.parameters()).dtype
 
     def _with_encoder_cache(self, model: Any) -> Any:
@@ -130,9 +149,19 @@ class Worker:
             self.job.encoder_cache_root, str(self.job.model_dir), str(self.job.train_features), k
         )
         tic = time.perf_counter()
-        ec.build_sharded(model, self.train_set.features, out, k=k, rank=self.rank, world=self.world)
+        if self.cfg.runtime.shared_scratch:
+            ec.build_sharded(
+                model, self.train_set.features, out, k=k, rank=self.rank, world=self.world
+            )
+            parts = self.world
+        else:
+            # Pods without a shared claim: each node builds the whole cache once, as one part.
+            with node_lock(out.parent / f".{out.name}.lock"):
+                ec.build_sharded(model, self.train_set.features, out, k=k, rank=0, world=1)
+            parts = 1
         dist.barrier()
-        self.states = ec.CachedStates(out, self.world, len(self.train_set))
+        cache_prune.touch(out)
+        self.states = ec.CachedStates(out, parts, len(self.train_set))
         self.say(
             f"frozen encoder prefix ({k} layers) cached for {len(self.train_set)} examples in {time.perf_counter() - tic:.0f} s"
         )
@@ -149,10 +178,12 @@ class Worker:
 
         # Rank 0 picks (and digest-checks) the checkpoint once; every rank then loads
         # that same one, even if a shared volume shows ranks different listings.
-        box = [ckpt.latest_good(self.run_dir) if self.rank == 0 else None]
+        box = [self._latest_good() if self.rank == 0 else None]
         if dist.is_initialized() and self.world > 1:
             dist.broadcast_object_list(box, src=0)
         found = box[0]
+        if found is not None and self.bucket is not None and self.rank != 0:
+            found = (self.bucket.materialize(found[0].name), found[1])
         config = self.cfg.to_wire()
         fresh = ckpt.TrainerState(
             step=0,
@@ -165,6 +196,9 @@ class Worker:
         if found is None:
             return fresh
         path, state = found
+        why = lora.resume_problem(state.config, self.cfg)
+        if why is not None:
+            raise RuntimeError(f"checkpoint {path}: {why}")
         if state.world_size != self.world:
             raise RuntimeError(
                 f"checkpoint {path} was written by {state.world_size} workers but this run has "
@@ -176,10 +210,7 @@ class Worker:
         # tensors and DeepSpeed's few plain types fails the resume, naming it, rather
         # than falling back: someone else has written this storage, so its older
         # checkpoints are no safer, and the ranks may already hold part of this one.
-        with safe_load.weights_only_loads(safe_load.deepspeed_globals()):
-            load_path, _ = self.engine.load_checkpoint(str(path), tag=ckpt.DS_TAG)
-        if load_path is None:
-            raise RuntimeError(f"DeepSpeed could not load {path / ckpt.DS_TAG}")
+        self._load_engine(path)
         self.apply_config_hyperparameters()
         self._restore_rng(path)
         state.total_steps = self.steps
@@ -199,6 +230,63 @@ class Worker:
         )
         self.say(f"resumed from {path.name} at step {state.step}/{self.steps}")
         return state
+
+    def _latest_good(self) -> tuple[Path, ckpt.TrainerState] | None:
+        return self.bucket.latest_good() if self.bucket else ckpt.latest_good(self.run_dir)
+
+    def _load_engine(self, path: Path) -> None:
+        with safe_load.weights_only_loads(safe_load.deepspeed_globals()):
+            load_path, _ = self.engine.load_checkpoint(
+                str(path),
+                tag=ckpt.DS_TAG,
+                custom_load_fn=lora.load_trainable if self.cfg.lora is not None else None,
+            )
+        if load_path is None:
+            raise RuntimeError(f"DeepSpeed could not load {path / ckpt.DS_TAG}")
+
+    def load_export_weights(
+        self, state: ckpt.TrainerState, last_checkpoint: str
+    ) -> ckpt.ExportChoice:
+        """Put the weights the run exports into the engine: the best evaluated
+        checkpoint's when an earlier one beat the final weights and is intact, else
+        the final weights (already there). Call after the final checkpoint is saved:
+        loading replaces the engine's whole state."""
+        import torch.distributed as dist
+
+        best = state.best_step
+        if best is None or best == state.step:
+            selected = "last" if best is None else "bestEval"
+            return ckpt.ExportChoice(last_checkpoint, state.step, selected, None)
+        name = ckpt.dir_name(best)
+        path = self.run_dir / name
+        box: list[str | None] = [None]
+        if self.rank == 0:
+            box = [self._export_problem(name)]
+        if dist.is_initialized() and self.world > 1:
+            dist.broadcast_object_list(box, src=0)
+        if box[0] is not None:
+            note = f"the best eval checkpoint (step {best}) {box[0]}; exporting the final weights"
+            self.say(f"warning: {note}")
+            return ckpt.ExportChoice(last_checkpoint, state.step, "last", note)
+        if self.bucket is not None:
+            path = self.bucket.materialize(name)
+            self._load_engine(path)
+            return ckpt.ExportChoice(str(self.bucket.prefix(name)), best, "bestEval", None)
+        self._load_engine(path)
+        return ckpt.ExportChoice(str(path), best, "bestEval", None)
+
+    def _export_problem(self, name: str) -> str | None:
+        """Why the best checkpoint cannot be exported (rank 0), or None."""
+        not_kept = "was not kept (checkpoints are off: training.saveEvery is 0)"
+        if self.bucket is None:
+            path = self.run_dir / name
+            return ckpt.problem(path, verify_content=True) if path.is_dir() else not_kept
+        if name not in self.bucket.names():
+            return not_kept
+        try:
+            return ckpt.problem(self.bucket.materialize(name), verify_content=True)
+        except FileNotFoundError as exc:
+            return f"is incomplete ({exc})"
 
     def _restore_rng(self, path: Path) -> None:
         f = path / rng_state.file_name(self.rank)
@@ -263,11 +351,11 @@ class Worker:
         self.engine.train()
         self.lr_used = float(self.engine.get_lr()[0])  # the scheduler moves on after the step
         losses = []
-        for _ in range(t.grad_accum):
+        for _ in range(self.cfg.grad_accum):
             pos, idx = micro_batch(
                 len(self.train_set),
                 micro_step=state.micro_step,
-                batch_size=t.batch_size_per_worker,
+                batch_size=self.cfg.micro_batch,
                 seed=t.seed,
                 rank=self.rank,
                 world_size=self.world,
@@ -293,8 +381,20 @@ class Worker:
             state.micro_step += 1
             state.epoch = pos.epoch
         state.step += 1
-        state.samples_seen += t.batch_size_per_worker * t.grad_accum * self.world
+        state.samples_seen += self.cfg.micro_batch * self.cfg.grad_accum * self.world
         return self._mean_across_ranks(sum(losses) / len(losses))
+
+    def preemption_requested(self) -> bool:
+        """Whether any rank was told to stop (one all-reduce, so all ranks agree)."""
+        import torch
+        import torch.distributed as dist
+
+        from whisperft.trainer import preemption
+
+        flag = torch.tensor([1.0 if preemption.requested() else 0.0], device=self.device)
+        if dist.is_initialized() and self.world > 1:
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item() > 0)
 
     def _mean_across_ranks(self, x: float) -> float:
         import torch
@@ -350,6 +450,8 @@ class Worker:
     def save(self, state: ckpt.TrainerState, metrics: dict[str, Any]) -> str:
         from ray import train
 
+        if self.bucket is not None:
+            return self._save_to_bucket(state, metrics)
         name = ckpt.dir_name(state.step)
         existing = self.run_dir / name
         if existing.is_dir() and ckpt.problem(existing) is None:
@@ -358,16 +460,7 @@ class Worker:
             return str(existing)
         with tempfile.TemporaryDirectory(prefix="whisperft-ckpt-") as tmp:
             d = Path(tmp)
-            self.engine.save_checkpoint(str(d), tag=ckpt.DS_TAG, save_latest=False)
-            rng_state.write(d / rng_state.file_name(self.rank), cuda=self.cuda)
-            fingerprint = self.optimizer_fingerprint()
-            if self.rank == 0:
-                (d / ckpt.STATE_FILE).write_text(
-                    json.dumps(
-                        {**json.loads(state.to_json()), "optim_fingerprint": fingerprint}, indent=2
-                    )
-                )
-            ckpt.write_manifest(d, self.rank)
+            self._write_checkpoint(d, state)
             train.report(
                 metrics,
                 checkpoint=train.Checkpoint.from_directory(str(d)),
@@ -381,6 +474,65 @@ class Worker:
             )
         return str(self.run_dir / name)
 
+    def _write_checkpoint(self, d: Path, state: ckpt.TrainerState) -> None:
+        """This rank's part of a checkpoint into the local directory ``d``, manifest last."""
+        self.engine.save_checkpoint(
+            str(d),
+            tag=ckpt.DS_TAG,
+            save_latest=False,
+            # LoRA: the adapters and their optimizer state only, not the frozen base.
+            exclude_frozen_parameters=self.cfg.lora is not None,
+        )
+        rng_state.write(d / rng_state.file_name(self.rank), cuda=self.cuda)
+        fingerprint = self.optimizer_fingerprint()
+        if self.rank == 0:
+            (d / ckpt.STATE_FILE).write_text(
+                json.dumps(
+                    {**json.loads(state.to_json()), "optim_fingerprint": fingerprint}, indent=2
+                )
+            )
+        ckpt.write_manifest(d, self.rank)
+
+    def _save_to_bucket(self, state: ckpt.TrainerState, metrics: dict[str, Any]) -> str:
+        import torch.distributed as dist
+        from ray import train
+
+        assert self.bucket is not None
+        name = ckpt.dir_name(state.step)
+        multi = dist.is_initialized() and self.world > 1
+        box: list[str | None] = [self.bucket.problem(name) if self.rank == 0 else None]
+        if multi:
+            dist.broadcast_object_list(box, src=0)
+        if box[0] is None:
+            train.report(metrics)  # a finished run started again: this step is already there
+            return str(self.bucket.prefix(name))
+        if self.rank == 0:
+            self.bucket.clear(name)  # what a cut-off upload of this step left
+        if multi:
+            dist.barrier()
+        with tempfile.TemporaryDirectory(prefix="whisperft-ckpt-") as tmp:
+            d = Path(tmp)
+            self._write_checkpoint(d, state)
+            self.bucket.upload_rank(d, name, self.rank)
+        if multi:
+            dist.barrier()  # every rank's manifest is up before anything is pruned
+        train.report(metrics)
+        if self.rank == 0:
+            self.bucket.prune(
+                keep_last=self.cfg.training.keep_checkpoints, best_step=state.best_step
+            )
+            self.upload_events()
+        return str(self.bucket.prefix(name))
+
+    def upload_events(self) -> None:
+        """Bucket runs: the TensorBoard files beside the checkpoints there (rank 0)."""
+        events = self.telemetry.events_dir
+        if self.bucket is None or events is None or not events.is_dir():
+            return
+        self.telemetry.flush()
+        for f in sorted(p for p in events.iterdir() if p.is_file()):
+            self.bucket.store.upload_file(f, self.bucket.uri.join(EVENTS_DIR, f.name))
+
     def save_final_model(self, out_dir: Path) -> None:
         state_dict = self.engine._zero3_consolidated_16bit_state_dict() if self.zero3 else None
         if self.rank != 0:
@@ -388,6 +540,12 @@ class Worker:
         target = out_dir / "model"
         target.mkdir(parents=True, exist_ok=True)
         module = self.whisper
+        if self.cfg.lora is not None:
+            # Merged on a CPU copy of the base: the engine's model keeps its adapters.
+            weights = lora.adapter_weights(state_dict, self.engine.module)
+            module, self.lora_summary = lora.export(self.job.model_dir, self.cfg, weights, out_dir)
+            module.generation_config = self.whisper.generation_config
+            state_dict = None
         with no_save_progress():
             if state_dict is not None:
                 module.save_pretrained(
@@ -403,6 +561,18 @@ class Worker:
         # The speech's own language (for normaliser and CER), when it has no token of its own.
         gen.whisperft_language = self.cfg.model.language
         gen.save_pretrained(target)
+        out = self.cfg.spec.output
+        if "ct2" in out.formats:
+            from whisperft.trainer.export_ct2 import export_ct2
+
+            report = export_ct2(
+                target, out_dir / "ct2", quantization=out.ct2_quantization, replace=True
+            )
+            self.ct2_report = asdict(report)
+            self.say(
+                f"exported ct2/ ({report.quantization}, model.bin "
+                f"{report.model_bytes / 1e6:.1f} MB) in {report.seconds:.0f} s"
+            )
 
     # -- reporting ----------------------------------------------------------------------
     def publish(self, state: ckpt.TrainerState, **kw: Any) -> None:
@@ -421,13 +591,14 @@ class Worker:
         )
 
     def _micro_per_epoch(self) -> int:
-        return micro_batches_per_epoch(
-            len(self.train_set), self.world, self.cfg.training.batch_size_per_worker
-        )
+        return micro_batches_per_epoch(len(self.train_set), self.world, self.cfg.micro_batch)
 
     def say(self, msg: str) -> None:
         if self.rank == 0:
-            print(f"[whisperft] {msg}", flush=True)
+            # Not print(): Ray Train patches it to log as well as print when stdout is
+            # redirected (as in every Ray worker), and each line would appear twice.
+            sys.stdout.write(f"[whisperft] {msg}\n")
+            sys.stdout.flush()
 
 
 def _whisper_keys(state_dict: dict[str, Any]) -> dict[str, Any]:

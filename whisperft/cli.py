@@ -21,7 +21,9 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "whisperft.trainer.cli_train",
     "whisperft.trainer.cli_evaluate",
     "whisperft.trainer.cli_model",
+    "whisperft.trainer.cli_fetch",
     "whisperft.operator.cli",
+    "whisperft.operator.cli_plan",
 )
 
 

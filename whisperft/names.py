@@ -22,6 +22,8 @@ LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 LABEL_FINETUNE: Final = f"{GROUP}/finetune"
 LABEL_ATTEMPT: Final = f"{GROUP}/attempt"
 MANAGED_BY: Final = "whisperft-operator"
+# Set on a checkpoint claim the operator released on success: why it outlives its fine-tune.
+ANNOTATION_KEPT: Final = f"{GROUP}/kept"
 
 # Environment variables through which the operator tells the trainer which
 # resource to report progress to (see trainer/progress.py).

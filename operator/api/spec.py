@@ -25,7 +25,9 @@ from whisperft.operator.api.spec_training import TrainingSpec
 from whisperft.operator.api.types import (
     WHISPER_MAX_AUDIO_SECONDS,
     WHISPER_MAX_LABEL_TOKENS,
+    Ct2Quantization,
     DataFormat,
+    OutputFormat,
     Task,
 )
 
@@ -92,6 +94,12 @@ class ModelSpec(ApiModel):
 
 
 class DatasetSpec(ApiModel):
+    @staticmethod
+    def _hub_id_pattern() -> str:
+        """A hub dataset id, `name` or `owner/name` (with no "--" or "..", checked apart)."""
+        part = "[A-Za-z0-9]([A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
+        return f"^{part}(/{part})?$"
+
     model_config = ConfigDict(
         json_schema_extra=crd_extra(
             cel(
@@ -99,19 +107,41 @@ class DatasetSpec(ApiModel):
                 "minDurationSeconds must be below maxDurationSeconds",
                 field_path=".minDurationSeconds",
             ),
+            cel(
+                "self.format == 'hub' || (!has(self.config) && !has(self.revision)"
+                " && (!has(self.streaming) || !self.streaming))",
+                "dataset.config, dataset.revision and dataset.streaming apply to format hub only",
+                field_path=".format",
+            ),
+            cel(
+                "self.format != 'hub' || has(self.claimName) || self.path.startsWith('/')"
+                " || self.path.startsWith('./') || self.path.startsWith('../')"
+                " || self.path.startsWith('~') || (self.path.matches('" + _hub_id_pattern() + "')"
+                " && !self.path.contains('--') && !self.path.contains('..'))",
+                "with format hub, dataset.path is a hub dataset id (name or owner/name) or a "
+                "local directory laid out as a hub repository (an absolute, ./ or ../ path, or "
+                "a path on claimName)",
+                field_path=".path",
+            ),
         )
     )
 
     format: DataFormat = Field(
         "commonvoice",
-        description="Layout of the dataset: commonvoice, hf (saved dataset) or manifest (JSONL).",
+        description=(
+            "Layout of the dataset: commonvoice, hf (saved dataset), manifest (JSONL) or hub (a "
+            "Hugging Face hub dataset id, or a local directory laid out as a hub repository: "
+            "parquet files per config and split, read with the datasets library)."
+        ),
     )
     path: str = Field(
         min_length=1,
         max_length=1024,
         description=(
             "Where the dataset is: relative to the claim when claimName is set (mounted read-only "
-            "at /data), else a path inside the image or bundled:en / bundled:sw."
+            "at /data), else a path inside the image or bundled:en / bundled:sw. For format hub, "
+            "a hub dataset id (owner/name; the pods reach the hub, with hfTokenSecretRef when "
+            "set) or such a local directory."
         ),
     )
     claim_name: str | None = Field(
@@ -153,11 +183,56 @@ class DatasetSpec(ApiModel):
     normalize_text: bool = Field(
         False, description="Train on normalised transcripts (lowercase, no punctuation)."
     )
+    config: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description=(
+            "Format hub: the dataset's config (subset), e.g. a language code; needed when the "
+            "dataset has several. A local repository without configs in its README takes the "
+            "folder of that name."
+        ),
+    )
+    revision: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        pattern=r"^\S+$",
+        description="Format hub: branch, tag or commit of the hub dataset (default: main).",
+    )
+    streaming: bool = Field(
+        False,
+        description=(
+            "Format hub: read the splits as streams instead of downloading them whole first; "
+            "maxTrainExamples and maxEvalExamples then bound what is read."
+        ),
+    )
 
     @model_validator(mode="after")
     def _durations(self) -> DatasetSpec:
         if self.min_duration_seconds >= self.max_duration_seconds:
             raise ValueError("minDurationSeconds must be below maxDurationSeconds")
+        return self
+
+    @model_validator(mode="after")
+    def _hub(self) -> DatasetSpec:
+        import re
+
+        if self.format != "hub":
+            if self.config is not None or self.revision is not None or self.streaming:
+                raise ValueError(
+                    "dataset.config, dataset.revision and dataset.streaming apply to format hub only"
+                )
+            return self
+        path = self.path
+        local = path.startswith(("/", "./", "../", "~"))
+        hub_id = re.match(self._hub_id_pattern(), path) and "--" not in path and ".." not in path
+        if self.claim_name is None and not local and not hub_id:
+            raise ValueError(
+                f"with format hub, dataset.path is a hub dataset id (name or owner/name) or a "
+                f"local directory laid out as a hub repository (an absolute, ./ or ../ path, or "
+                f"a path on claimName); got {path!r}"
+            )
         return self
 
 
@@ -176,7 +251,7 @@ class CheckpointsSpec(ApiModel):
                 field_path=".storageClass",
             ),
             cel(
-                "!has(self.claimName) || !self.keepClaim",
+                "!has(self.claimName) || !has(self.keepClaim) || !self.keepClaim",
                 "keepClaim applies to a claim the operator creates; a claim you bring is never deleted",
                 field_path=".keepClaim",
             ),
@@ -201,13 +276,25 @@ class CheckpointsSpec(ApiModel):
         pattern=QUANTITY_PATTERN,
         description="Size of the claim the operator creates, e.g. 50Gi.",
     )
-    access_mode: Literal["ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"] = Field(
-        "ReadWriteMany",
-        description="Access mode of the created claim; every Ray pod mounts it, so ReadWriteMany unless all run on one node.",
+    access_mode: Literal["ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"] | None = Field(
+        None,
+        description=(
+            "Access mode of the claim: the Ray head and every worker mount it. Unset: "
+            "ReadWriteMany when the operator settings list the claim's StorageClass as "
+            "offering it, else ReadWriteOnce, with every Ray pod placed on one node (a run "
+            "needing more GPUs than one node has is refused). For a claim you bring, say "
+            "ReadWriteOnce if that is what it is. ReadWriteOncePod is refused (the head and "
+            "the workers are separate pods)."
+        ),
     )
-    keep_claim: bool = Field(
-        False,
-        description="Keep the created claim (and the checkpoints and model on it) when the WhisperFineTune is deleted.",
+    keep_claim: bool | None = Field(
+        None,
+        description=(
+            "Keep the created claim (and the checkpoints and model on it) when the "
+            "WhisperFineTune is deleted: true always, false never (the model goes with it). "
+            "Unset: kept once the run has succeeded with its model only on the claim (no "
+            "output.location), so a deletion or a GitOps prune never takes the only copy."
+        ),
     )
 
     @model_validator(mode="after")
@@ -227,16 +314,55 @@ class CheckpointsSpec(ApiModel):
 
 
 class OutputSpec(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra=crd_extra(
+            cel(
+                "!has(self.formats) || 'hf' in self.formats",
+                "output.formats must include hf: the model/ directory is what ct2 is converted from and what whisperft evaluate and resume read",
+                field_path=".formats",
+            ),
+        )
+    )
+
     location: str | None = Field(
         None,
         min_length=1,
         max_length=1024,
         description=(
-            "Where the final model, results.json and plots go. Unset: on the checkpoint claim "
-            "(cluster) or runs/<name> (whisperft train). A local directory is for whisperft "
-            "train only; the operator refuses one."
+            "Where the final model, results.json and plots go: a bucket (s3://BUCKET/PREFIX, "
+            "gs://BUCKET/PREFIX), which then holds the checkpoints too (checkpoints/<name>/) "
+            "and leaves the claim as scratch; or, for whisperft train only, a local directory "
+            "(the operator refuses one). Unset: on the checkpoint claim (cluster) or "
+            "runs/<name> (whisperft train)."
         ),
     )
+    formats: list[OutputFormat] = Field(
+        default_factory=lambda: ["hf"],
+        min_length=1,
+        max_length=2,
+        description=(
+            "What the output holds: hf (model/, Hugging Face format, always written: the "
+            "other formats are converted from it) and ct2 (ct2/, the CTranslate2 model "
+            "faster-whisper loads)."
+        ),
+        json_schema_extra={"default": ["hf"], "x-kubernetes-list-type": "set"},
+    )
+    ct2_quantization: Ct2Quantization = Field(
+        "float16",
+        description=(
+            "Weight type of the ct2 export: float16 for GPUs, int8 smallest and fastest on "
+            "CPUs, int8_float16 in between."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _formats(self) -> OutputSpec:
+        if "hf" not in self.formats:
+            raise ValueError(
+                "output.formats must include hf: the model/ directory is what ct2 is converted "
+                "from and what whisperft evaluate and resume read"
+            )
+        return self
 
 
 class SecretKeyRef(ApiModel):
@@ -246,6 +372,14 @@ class SecretKeyRef(ApiModel):
         min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="Secret name."
     )
     key: str = Field("token", min_length=1, max_length=253, description="Key inside the Secret.")
+
+
+class SecretNameRef(ApiModel):
+    """A whole Secret in the same namespace, by name; its values never appear in the spec."""
+
+    name: str = Field(
+        min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="Secret name."
+    )
 
 
 class WhisperFineTuneSpec(ApiModel):
@@ -279,6 +413,15 @@ class WhisperFineTuneSpec(ApiModel):
     hf_token_secret_ref: SecretKeyRef | None = Field(
         None,
         description="Hugging Face token for private models/datasets, by Secret reference only.",
+    )
+    storage_secret_ref: SecretNameRef | None = Field(
+        None,
+        description=(
+            "A Secret whose keys become the Ray pods' environment for bucket access with static "
+            "keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, optionally AWS_ENDPOINT_URL_S3, "
+            "AWS_REGION). Leave unset with workload identity (GKE Workload Identity, EKS IRSA "
+            "or Pod Identity: annotate the trainer ServiceAccount through the chart)."
+        ),
     )
     image: str | None = Field(
         None,

@@ -43,8 +43,10 @@ class DeepSpeedSpec(ApiModel):
     mode: Literal["auto", "explicit"] = Field(
         "auto",
         description=(
-            "auto: the operator's memory planner picks the ZeRO stage and offload that fit the "
-            "node pool's GPUs; explicit: use stage/offloadOptimizer/offloadParams as given."
+            "auto: the memory planner picks the cheapest strategy that fits the node pool's GPUs "
+            "(micro-batch, gradient checkpointing, ZeRO stage, offload, and LoRA when lora.mode "
+            "is auto; docs/planning.md); explicit: the training and ZeRO settings are used as "
+            "written, or refused with the numbers when they cannot fit."
         ),
     )
     stage: Literal[0, 1, 2, 3] | None = Field(None, description="ZeRO stage (explicit mode only).")
@@ -80,6 +82,48 @@ class DeepSpeedSpec(ApiModel):
         return self
 
 
+LoraTarget = Literal["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
+LORA_DEFAULT_TARGETS: tuple[LoraTarget, ...] = (
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "out_proj",
+    "fc1",
+    "fc2",
+)
+
+
+class LoraSpec(ApiModel):
+    """Low-rank adapters (the ``peft`` library) instead of training every weight."""
+
+    mode: Literal["off", "on", "auto"] = Field(
+        "off",
+        description=(
+            "off: train the weights themselves; on: train LoRA adapters; auto: the planner turns "
+            "LoRA on only when no full fine-tuning strategy fits the GPUs."
+        ),
+    )
+    rank: int = Field(32, ge=1, le=512, description="Adapter rank r.")
+    alpha: int = Field(
+        64, ge=1, le=4096, description="Scaling numerator: updates scale by alpha/r."
+    )
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the adapter input.")
+    target_modules: list[LoraTarget] = Field(
+        default_factory=lambda: list(LORA_DEFAULT_TARGETS),
+        min_length=1,
+        max_length=6,
+        description=(
+            "Linear layers that get adapters, by Whisper's module names (attention q/k/v/out "
+            "projections and the MLP fc1/fc2), in the encoder and the decoder alike."
+        ),
+        json_schema_extra={"default": list(LORA_DEFAULT_TARGETS)},
+    )
+
+    @property
+    def may_train(self) -> bool:
+        return self.mode != "off"
+
+
 class TrainingSpec(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=crd_extra(
@@ -103,7 +147,13 @@ class TrainingSpec(ApiModel):
         None, gt=0, le=10_000, description="Passes over the train split; exclusive with maxSteps."
     )
     batch_size_per_worker: int = Field(
-        8, gt=0, le=1024, description="Micro-batch per GPU (per Ray Train worker)."
+        8,
+        gt=0,
+        le=1024,
+        description=(
+            "Micro-batch per GPU (per Ray Train worker). With deepspeed.mode auto the planner may "
+            "lower it, raising the accumulation so the global batch stays the same."
+        ),
     )
     grad_accum: int = Field(
         1, gt=0, le=1024, description="Micro-batches accumulated per optimizer step."
@@ -118,7 +168,11 @@ class TrainingSpec(ApiModel):
         "auto", description="auto (bf16 where the GPU has it), fp32, bf16 or fp16."
     )
     gradient_checkpointing: bool = Field(
-        False, description="Recompute activations in backward: much less memory, about 30% slower."
+        False,
+        description=(
+            "Recompute activations in backward: much less memory, about 30% slower. With "
+            "deepspeed.mode auto the planner turns it on when the activations do not fit."
+        ),
     )
     freeze_encoder: bool = Field(
         False,
@@ -141,6 +195,11 @@ class TrainingSpec(ApiModel):
         ),
     )
     spec_augment: bool = Field(False, description="SpecAugment masking on the input features.")
+    lora: LoraSpec = Field(
+        default_factory=LoraSpec,
+        description="LoRA adapters (off by default; auto lets the planner use them when nothing else fits).",
+        json_schema_extra={"default": {}},
+    )
     deepspeed: DeepSpeedSpec = Field(
         default_factory=DeepSpeedSpec,
         description="DeepSpeed ZeRO settings.",

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from whisperft.operator.api.base import ApiModel
 from whisperft.operator.api.phase import ConditionStatus, ConditionType, Phase
+from whisperft.operator.api.types import OutputFormat
 
 
 class Condition(ApiModel):
@@ -51,6 +54,14 @@ class Progress(ApiModel):
     samples_per_second: float | None = Field(
         None, ge=0, description="Training throughput over all workers."
     )
+    preempted_at_step: int | None = Field(
+        None,
+        ge=0,
+        description=(
+            "The trainer checkpointed this step because its pods were being stopped (spot "
+            "reclaim, node drain): the next attempt resumes there and spends no restart."
+        ),
+    )
     updated_at: str | None = Field(
         None, max_length=64, description="When the trainer last reported (RFC 3339)."
     )
@@ -64,6 +75,19 @@ class ExportedModel(ApiModel):
     step: int = Field(ge=0, description="Optimizer step whose weights were exported.")
     checkpoint: str | None = Field(
         None, max_length=1024, description="Checkpoint holding the same weights (for resuming)."
+    )
+    selected: Literal["bestEval", "last"] | None = Field(
+        None,
+        description=(
+            "bestEval: the checkpoint with the lowest eval WER (evaluation ran); last: the "
+            "final weights (no earlier checkpoint evaluated better, or none was kept)."
+        ),
+    )
+    formats: list[OutputFormat] | None = Field(
+        None,
+        max_length=2,
+        description="What was exported: hf in model/, ct2 in ct2/ beside it.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
     )
 
 
@@ -83,6 +107,15 @@ class Plan(ApiModel):
         ge=1, description="Ray Train workers (one per GPU, or one per pod on CPU)."
     )
     fits: bool = Field(description="Whether the estimate fits the GPU with headroom.")
+    micro_batch: int | None = Field(None, ge=1, description="Micro-batch per worker the run uses.")
+    grad_accum: int | None = Field(None, ge=1, description="Accumulation the run uses.")
+    gradient_checkpointing: bool | None = Field(
+        None, description="Whether activations are recomputed."
+    )
+    lora: bool | None = Field(None, description="Whether LoRA adapters are trained.")
+    reasons: list[str] = Field(
+        default_factory=list, max_length=16, description="Why the planner chose each setting."
+    )
     notes: list[str] = Field(
         default_factory=list, max_length=16, description="Assumptions and advice."
     )
@@ -104,6 +137,11 @@ class WhisperFineTuneStatus(ApiModel):
         None, ge=0, description="metadata.generation the operator last acted on."
     )
     attempt: int | None = Field(None, ge=1, description="Current attempt number.")
+    preemptions: int | None = Field(
+        None,
+        ge=0,
+        description="Attempts stopped from outside after a preemption checkpoint (not restarts).",
+    )
     restarts: int | None = Field(
         None, ge=0, description="Failed attempts that were retried (counted once the next exists)."
     )
@@ -137,7 +175,9 @@ class WhisperFineTuneStatus(ApiModel):
         None, max_length=253, description="Claim holding the checkpoints."
     )
     checkpoint_path: str | None = Field(
-        None, max_length=1024, description="Run directory on the claim; the same for every attempt."
+        None,
+        max_length=1024,
+        description="The run's checkpoints: on the claim, or the bucket prefix of a bucket output; the same for every attempt.",
     )
     plan: Plan | None = Field(None, description="Memory plan.")
     progress: Progress | None = Field(

@@ -9,7 +9,7 @@ import kopf
 
 from whisperft.operator import reconcile
 from whisperft.operator.decide import SpecEdit
-from whisperft.operator.handlers.common import RESOURCE, counted, one_at_a_time, settings
+from whisperft.operator.handlers.common import RESOURCE, counted, forget, one_at_a_time, settings
 
 
 @kopf.on.resume(*RESOURCE)
@@ -32,3 +32,4 @@ def update(body: kopf.Body, old: Any, new: Any, **_: Any) -> None:
 def delete(body: kopf.Body, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) -> None:
     with one_at_a_time(body):
         reconcile.on_delete(dict(body), settings(), logger)
+    forget(body)

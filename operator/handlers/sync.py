@@ -11,8 +11,6 @@ from whisperft.operator import reconcile, startup
 from whisperft.operator.api.phase import Phase
 from whisperft.operator.handlers.common import RESOURCE, counted, one_at_a_time, settings
 
-_FINISHED = {Phase.SUCCEEDED.value, Phase.FAILED.value}
-
 
 @kopf.index("ray.io", "v1", "rayjobs", labels={names.LABEL_MANAGED_BY: names.MANAGED_BY})
 def rayjobs(
@@ -42,9 +40,19 @@ def pod_problems(
     return {(namespace, labels.get(names.LABEL_FINETUNE, "")): problem}
 
 
+_TERMINAL = frozenset(p.value for p in Phase if p.is_terminal)
+
+
+def _finished(status: Any) -> bool:
+    return (status or {}).get("phase") in _TERMINAL
+
+
 def _running(**kwargs: Any) -> bool:
-    """Finished resources need no timer (an edit still reaches the update handler)."""
-    return (kwargs.get("status") or {}).get("phase") not in _FINISHED
+    """Finished resources need no timer (an edit still reaches the update handler).
+
+    Kopf evaluates this on every event of the object and stops a timer that no
+    longer matches, so the timers at rest are those of unfinished resources."""
+    return not _finished(kwargs.get("status"))
 
 
 @kopf.timer(*RESOURCE, interval=settings().sync_interval_seconds, initial_delay=1.0, when=_running)
@@ -55,8 +63,12 @@ def sync(
     pod_problems: kopf.Index[Any, Any],
     **_: Any,
 ) -> None:
+    if _finished(body.status):
+        return  # a tick delivered before Kopf re-matched the filter: nothing left to do
     key = (body.metadata.namespace, body.metadata.name)
     found = list(rayjobs.get(key, []))
     problems = tuple(startup.from_summary(p) for p in pod_problems.get(key, []))
-    with one_at_a_time(body):
+    with one_at_a_time(body, wait=False) as mine:
+        if not mine:
+            return  # the create/update handler is on it now; the next tick looks again
         reconcile.reconcile(dict(body), settings(), rayjobs=found, startup_problems=problems)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from whisperft.languages import LanguageError, check_language
 from whisperft.operator.api.spec import WhisperFineTuneSpec
+from whisperft.operator.planning.whisper_sizes import dims_for
 from whisperft.operator.settings import NodePool, Settings
+from whisperft.trainer.storage.uri import URIError, is_uri, parse_uri
 
 
 def language_problem(spec: WhisperFineTuneSpec) -> str | None:
@@ -25,12 +27,19 @@ def language_problem(spec: WhisperFineTuneSpec) -> str | None:
 
 def cluster_problem(spec: WhisperFineTuneSpec) -> str | None:
     """What only a local run can do."""
-    if spec.output.location is not None:
+    where = spec.output.location
+    if where is None:
+        return None
+    if not is_uri(where):
         return (
-            f"spec.output.location: {spec.output.location!r} is a local directory, which only "
-            "`whisperft train` can write; on a cluster leave it unset (the model stays on the "
-            "checkpoint claim)"
+            f"spec.output.location: {where!r} is a local directory, which only "
+            "`whisperft train` can write; on a cluster use a bucket (s3://BUCKET/PREFIX or "
+            "gs://BUCKET/PREFIX) or leave it unset (the model stays on the checkpoint claim)"
         )
+    try:
+        parse_uri(where)
+    except URIError as exc:
+        return f"spec.output.location: {exc}"
     return None
 
 
@@ -95,4 +104,28 @@ def scheduling_problem(spec: WhisperFineTuneSpec, pool: NodePool | None) -> str 
                 f"spec.resources.nodeSelector[{key}]: {value!r} contradicts the node pool "
                 f"{r.accelerator!r}, which selects {wanted!r}; leave the key out"
             )
+    return None
+
+
+def lora_problem(spec: WhisperFineTuneSpec) -> str | None:
+    """A LoRA setting that cannot train as asked (lora.mode on, or auto: the planner may use it).
+
+    Tried with peft on DeepSpeed's CPU accelerator, 2 gloo ranks (docs/lora.md):
+    ZeRO 0-3, optimizer and parameter offload, fp32 and bf16, gradient
+    checkpointing, SpecAugment, a whole or frozen encoder with its output cache
+    all train, checkpoint only the adapters and resume, so none is refused (fp16
+    could not be tried: the CPU accelerator has none). What is refused is a rank
+    wider than the model: every adapted layer has the model's width on one side,
+    so a rank above it learns nothing more and only costs memory and bytes.
+    """
+    lora = spec.training.lora
+    if not lora.may_train:
+        return None
+    dims = dims_for(spec.model.name)
+    if dims is not None and lora.rank > dims.d_model:
+        return (
+            f"spec.training.lora.rank: {lora.rank} is wider than {spec.model.name!r} "
+            f"(width {dims.d_model}); an adapter cannot learn more than rank {dims.d_model} "
+            f"there, so use at most {dims.d_model}"
+        )
     return None

@@ -26,11 +26,17 @@ class WhisperDims:
     n_mels: int = 80
 
     @property
+    def encoder_layer_params(self) -> int:
+        d = self.d_model
+        return 12 * d * d + 13 * d  # self-attention 4d², MLP 8d², biases and norms
+
+    @property
     def encoder_params(self) -> int:
         d = self.d_model
         conv = self.n_mels * d * 3 + d + d * d * 3 + d
-        layer = 12 * d * d + 13 * d  # self-attention 4d², MLP 8d², biases and norms
-        return conv + ENCODER_POSITIONS * d + self.encoder_layers * layer + 2 * d
+        return (
+            conv + ENCODER_POSITIONS * d + self.encoder_layers * self.encoder_layer_params + 2 * d
+        )
 
     @property
     def decoder_params(self) -> int:

@@ -40,12 +40,19 @@ def render_attempt(
     out = Rendered(res)
     if res.problem is not None:
         return out
-    config = build_train_config(spec, meta, res.plan, res.worker.cpus)
+    config = build_train_config(
+        spec,
+        meta,
+        res.plan,
+        res.worker.cpus,
+        workers_share=res.claim.workers_share,
+        disk=res.disk,
+    )
     out.config = config
-    claim = render_checkpoint_claim(spec, meta)
+    claim = render_checkpoint_claim(spec, meta, res.claim.mode or "ReadWriteMany")
     if claim is not None:
         out.children.append(claim)
-    out.children.extend(render_trainer_rbac(meta))
+    out.children.extend(render_trainer_rbac(meta, settings.trainer_service_account.annotations))
     out.children.append(render_config_map(config, meta, attempt))
     # Before the RayJob, so its pods never run unfenced.
     out.children.extend(render_network_policies(meta, settings, attempt))

@@ -9,13 +9,20 @@ from whisperft import names
 from whisperft.operator.render.meta import Meta, object_meta, trainer_account_name
 
 
-def render_trainer_rbac(meta: Meta) -> list[dict[str, Any]]:
+def render_trainer_rbac(
+    meta: Meta, annotations: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """`annotations` (settings.trainerServiceAccount) go on the ServiceAccount only, for
+    workload identity (iam.gke.io/gcp-service-account, eks.amazonaws.com/role-arn)."""
     name = trainer_account_name(meta.name)
+    account_meta = object_meta(meta, name, "trainer")
+    if annotations:
+        account_meta["annotations"] = dict(annotations)
     return [
         {
             "apiVersion": "v1",
             "kind": "ServiceAccount",
-            "metadata": object_meta(meta, name, "trainer"),
+            "metadata": account_meta,
             "automountServiceAccountToken": False,  # mounted only into the Ray pods that need it
         },
         {

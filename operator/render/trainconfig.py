@@ -9,9 +9,11 @@ import math
 from whisperft import names
 from whisperft.operator.api.resource import ObjectMeta, WhisperFineTune
 from whisperft.operator.api.spec import WhisperFineTuneSpec
+from whisperft.operator.planning.disk import DiskPlan
 from whisperft.operator.planning.memory import Plan
 from whisperft.operator.render.meta import Meta, output_dir
-from whisperft.trainer.config import ResolvedDeepSpeed, Runtime, TrainConfig
+from whisperft.trainer.config import ResolvedDeepSpeed, ResolvedStrategy, Runtime, TrainConfig
+from whisperft.trainer.storage.uri import checkpoint_prefix, is_uri
 
 CACHE_DIR = f"{names.CHECKPOINT_MOUNT_DIR}/.cache"
 
@@ -28,23 +30,65 @@ def train_workers(spec: WhisperFineTuneSpec) -> int:
     return spec.resources.workers * gpus if gpus else spec.resources.workers
 
 
-def build_runtime(spec: WhisperFineTuneSpec, meta: Meta, plan: Plan, pod_cpus: float) -> Runtime:
+def resolved(plan: Plan) -> tuple[ResolvedDeepSpeed, ResolvedStrategy]:
+    """The planner's choices as the trainer reads them (operator and local runs alike)."""
+    ds = ResolvedDeepSpeed(
+        stage=plan.stage,
+        offload_optimizer=plan.offload_optimizer,
+        offload_params=plan.offload_params,
+    )
+    s = plan.strategy
+    if s is None:
+        return ds, ResolvedStrategy()
+    return ds, ResolvedStrategy(
+        micro_batch=s.micro_batch,
+        grad_accum=s.grad_accum,
+        gradient_checkpointing=s.gradient_checkpointing,
+        lora=s.lora,
+        predicted_gpu_gib=round(plan.estimate.upper_gib, 2) if plan.estimate else None,
+        reasons=[r[:1024] for r in plan.reasons[:16]],
+    )
+
+
+def build_runtime(
+    spec: WhisperFineTuneSpec,
+    meta: Meta,
+    plan: Plan,
+    pod_cpus: float,
+    *,
+    workers_share: bool = True,
+    disk: DiskPlan | None = None,
+) -> Runtime:
     gpus = spec.resources.effective_gpus_per_worker
+    deepspeed, strategy = resolved(plan)
+    bucket = spec.output.location if is_uri(spec.output.location) else None
     return Runtime(
         workers=train_workers(spec),
         use_gpu=gpus > 0,
         cpus_per_worker=float(max(1, math.floor(pod_cpus / max(gpus, 1)))),
-        deepspeed=ResolvedDeepSpeed(
-            stage=plan.stage,
-            offload_optimizer=plan.offload_optimizer,
-            offload_params=plan.offload_params,
-        ),
+        deepspeed=deepspeed,
+        strategy=strategy,
         data_path=dataset_path(spec),
         storage_path=names.CHECKPOINT_MOUNT_DIR,
         output_dir=output_dir(meta.name),
         model_cache_dir=f"{CACHE_DIR}/models",
         feature_cache_dir=f"{CACHE_DIR}/features",
+        output_uri=bucket,
+        checkpoint_uri=checkpoint_prefix(bucket, meta.name) if bucket else None,
+        shared_scratch=workers_share,
+        cache_max_gib=cache_bound_gib(disk),
     )
+
+
+def cache_bound_gib(disk: DiskPlan | None) -> float | None:
+    """What the claim has left for the caches once the checkpoints it keeps, the
+    converted model and the export are counted; None when the claim's size is unknown."""
+    if disk is None or disk.claim_gib is None:
+        return None
+    left = disk.claim_gib - (
+        disk.checkpoint_gib * disk.checkpoints_on_disk + disk.model_cache_gib + disk.export_gib
+    )
+    return round(max(left, 1.0), 2)
 
 
 def admitted_resource(spec: WhisperFineTuneSpec, meta: Meta) -> WhisperFineTune:
@@ -53,8 +97,15 @@ def admitted_resource(spec: WhisperFineTuneSpec, meta: Meta) -> WhisperFineTune:
 
 
 def build_train_config(
-    spec: WhisperFineTuneSpec, meta: Meta, plan: Plan, pod_cpus: float
+    spec: WhisperFineTuneSpec,
+    meta: Meta,
+    plan: Plan,
+    pod_cpus: float,
+    *,
+    workers_share: bool = True,
+    disk: DiskPlan | None = None,
 ) -> TrainConfig:
     return TrainConfig.build(
-        admitted_resource(spec, meta), build_runtime(spec, meta, plan, pod_cpus)
+        admitted_resource(spec, meta),
+        build_runtime(spec, meta, plan, pod_cpus, workers_share=workers_share, disk=disk),
     )

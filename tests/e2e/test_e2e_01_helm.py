@@ -40,6 +40,7 @@ def _values(tmp: Path) -> Path:
             "nodeSelector": p.node_selector,
             "tolerations": p.tolerations,
             "gpuMemoryGiB": 24 if p.gpus == 4 else 80,
+            "gpusPerNode": p.gpus,
         }
         for p in POOLS
         if p.accelerator
@@ -227,6 +228,12 @@ def test_helm_install_then_operator_runs_with_the_charts_rbac(
         ("get", "networkpolicies.networking.k8s.io"),
         # create-or-get reads a RayJob only when its create hits 409.
         ("get", "rayjobs.ray.io"),
+        # Only when a run succeeds with its model only on the claim (this one is deleted
+        # while running): test_e2e_05 drops the owner reference with these rights.
+        ("patch", "persistentvolumeclaims"),
+        # Never requested: the OwnerReferencesPermissionEnforcement plugin checks it
+        # when that patch changes the claim's owner references.
+        ("delete", "persistentvolumeclaims"),
         # Checked by the OwnerReferencesPermissionEnforcement admission plugin when
         # children set blockOwnerDeletion: an authorization check, not a request.
         ("update", "whisperfinetunes.whisperft.io/finalizers"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import pytest
 from e2e_harness.cluster import ControlPlane
@@ -117,4 +118,48 @@ def test_delete_collects_children_but_keeps_the_users_claim(
     kept_claim = kube.get("pvc", namespace, checkpoint_claim_name("kept"))
     assert kept_claim is not None and not kept_claim["metadata"].get("deletionTimestamp"), (
         "keepClaim: true, but the generated claim was deleted"
+    )
+
+
+def test_a_succeeded_runs_claim_outlives_its_fine_tune(
+    cluster: ControlPlane,
+    kube: Kube,
+    namespace: str,
+    operator_factory: Callable[..., OperatorProcess],
+) -> None:
+    """The claim holds the only copy of a finished model (no output.location,
+    keepClaim unset): once the run succeeds the operator drops its owner reference,
+    so deleting the fine-tune (a GitOps prune) leaves the claim and the model."""
+    operator_factory("keep-on-success", [namespace])
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=dump(finetune("done")))
+    job = kube.wait("RayJob", lambda: kube.rayjob(namespace, rayjob_name("done", 1)), timeout=90)
+    claim_name = checkpoint_claim_name("done")
+
+    def status() -> dict[str, Any]:
+        return dict((kube.wft(namespace, "done") or {}).get("status") or {})
+
+    uid = (kube.wft(namespace, "done") or {})["metadata"]["uid"]
+    claim = kube.get("pvc", namespace, claim_name)
+    assert claim is not None
+    assert [r["uid"] for r in claim["metadata"]["ownerReferences"]] == [uid]
+    kube.set_rayjob_status(
+        namespace, job["metadata"]["name"], {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}
+    )  # fmt: skip
+    kube.wait("Succeeded", lambda: status().get("phase") == "Succeeded", timeout=90)
+    message = status()["message"]
+    assert f"claim {claim_name} is kept when this WhisperFineTune is deleted" in message
+    released = kube.get("pvc", namespace, claim_name)
+    assert released is not None and not released["metadata"].get("ownerReferences")
+    assert names.ANNOTATION_KEPT in released["metadata"]["annotations"]
+
+    cluster.kubectl("delete", "wft", "done", "-n", namespace, "--wait=false")
+    # The garbage collector has acted once the RayJob (still owned) is gone.
+    kube.wait(
+        "RayJob collected",
+        lambda: kube.rayjob(namespace, rayjob_name("done", 1)) is None and not kube.items("wft", namespace),
+        timeout=120,
+    )  # fmt: skip
+    survivor = kube.get("pvc", namespace, claim_name)
+    assert survivor is not None and not survivor["metadata"].get("deletionTimestamp"), (
+        "the claim holding the succeeded run's model was deleted with the fine-tune"
     )

@@ -30,6 +30,7 @@ from e2e_harness.operator_proc import OperatorProcess
 from e2e_harness.resources import dump
 
 from whisperft.operator.render.meta import config_map_name, rayjob_name, trainer_account_name
+from whisperft.trainer import checkpoint as ckpt
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -126,6 +127,11 @@ def test_the_rendered_job_trains_and_reports(
         watcher.join(timeout=10)
     assert out.returncode == 0, out.stdout[-8000:]
     assert "final: test WER" in out.stdout, out.stdout[-4000:]
+    # As kubectl logs shows it: one line per report, none twice, no progress-bar frames.
+    said = [line for line in out.stdout.splitlines() if "[whisperft]" in line]
+    assert said and len(said) == len(set(said)), [x for x in said if said.count(x) > 1][:5]
+    frames = [line for line in out.stdout.splitlines() if "it/s]" in line or "%|" in line]
+    assert not frames, frames[:5]
 
     # The trainer's reports, live: some step before the last, stamped with attempt 1.
     assert any(p.get("step", STEPS) < STEPS for p in seen), seen
@@ -135,11 +141,17 @@ def test_the_rendered_job_trains_and_reports(
     assert progress["testWerBefore"] > 0 and progress["testWerAfter"] >= 0
     assert progress["bestStep"] in (2, STEPS) and progress["evalWer"] >= 0
     model_path = f"/checkpoints/{name}/output/model"
+    # The exported weights are the best evaluated checkpoint's (the last ones when
+    # no earlier evaluation beat them), and status says which.
+    best = progress["bestStep"]
+    best_checkpoint = st["lastCheckpoint"].rsplit("/", 1)[0] + "/" + ckpt.dir_name(best)
     assert st["model"] == {
         "attempt": 1,
         "path": model_path,
-        "step": STEPS,
-        "checkpoint": st["lastCheckpoint"],
+        "step": best,
+        "checkpoint": best_checkpoint,
+        "selected": "bestEval",
+        "formats": ["hf"],
     }
     # ...and they are true of what is on the claim.
     on_claim = claim_dir / name / "output"
@@ -148,6 +160,7 @@ def test_the_rendered_job_trains_and_reports(
     results = json.loads((on_claim / "results.json").read_text())
     assert results["test_wer_after"] == pytest.approx(progress["testWerAfter"], abs=1e-5)
     assert results["test_wer_before"] == pytest.approx(progress["testWerBefore"], abs=1e-5)
+    assert results["exported"]["step"] == best and results["exported"]["selected"] == "bestEval"
     ckpt_dir = claim_dir / st["lastCheckpoint"].removeprefix("/checkpoints/")
     assert ckpt_dir.is_dir(), st["lastCheckpoint"]
 
@@ -162,7 +175,11 @@ def test_the_rendered_job_trains_and_reports(
     )
     before, after = progress["testWerBefore"], progress["testWerAfter"]
     assert f"test WER {before:.1%} -> {after:.1%}" in done["status"]["message"]
-    assert done["status"]["message"].endswith(f"at claim {claim}, {model_path}")
+    assert f"model (step {best}) at claim {claim}, {model_path}; " in done["status"]["message"]
+    # the claim holds the only copy of the model: the run keeps it past a delete
+    assert done["status"]["message"].endswith("delete the claim once the model is copied out)")
+    kept = kube.get("pvc", namespace, claim)
+    assert kept is not None and not kept["metadata"].get("ownerReferences")
     assert done["status"]["progressText"] == f"{STEPS}/{STEPS} (100%)"
     succeeded = condition(done, "Succeeded")
     assert succeeded is not None and succeeded["status"] == "True"

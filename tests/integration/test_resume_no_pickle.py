@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from whisperft.trainer import checkpoint as ckpt
+
+# The same tiny run as test_train's (one source for the config and the CLI call).
+sys.path.insert(0, str(Path(__file__).parent))
+from test_train import run_dir, train, write_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500)]
 
@@ -35,55 +36,6 @@ class _Payload:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (exec, (f"open({self.marker!r}, 'w').write('payload ran')",))
-
-
-def _config(tmp: Path, max_steps: int) -> Path:
-    spec = {
-        "model": {"name": "bundled:tiny.en", "language": "en"},
-        "dataset": {"path": "bundled:en", "maxTrainExamples": 32, "maxEvalExamples": 8},
-        "training": {
-            "maxSteps": max_steps,
-            "batchSizePerWorker": 4,
-            "learningRate": 1e-4,
-            "warmupSteps": 1,
-            "freezeEncoder": True,
-            "trainTopEncoderLayers": 1,
-            "saveEvery": 2,
-            "keepCheckpoints": 5,
-            "evalBatchSize": 8,
-            "maxNewTokens": 48,
-            "logEvery": 1,
-            "deepspeed": {"mode": "explicit", "stage": 2},
-        },
-        "resources": {"workers": 2},
-        "checkpoints": {"size": "1Gi"},
-        "output": {"location": str(tmp / "out" / NAME)},
-    }
-    path = tmp / f"{NAME}.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "whisperft.io/v1alpha1",
-                "kind": "WhisperFineTune",
-                "metadata": {"name": NAME},
-                "spec": spec,
-            }
-        )
-    )
-    return path
-
-
-def _train(config: Path) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "whisperft", "train", str(config), "--no-progress"]
-    proc = subprocess.run(
-        cmd,
-        capture_output=True,
-        text=True,
-        timeout=1000,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    print(proc.stdout[-4000:], proc.stderr[-6000:])
-    return proc
 
 
 def _rewrite_manifest_entry(ckpt_dir: Path, rel: str) -> None:
@@ -101,8 +53,8 @@ def _rewrite_manifest_entry(ckpt_dir: Path, rel: str) -> None:
 def test_planted_pickle_never_runs_and_the_resume_refuses_it(tmp_path: Path) -> None:
     import torch
 
-    rd = tmp_path / "out" / NAME / "checkpoints" / NAME
-    first = _train(_config(tmp_path, 4))
+    rd = run_dir(tmp_path, NAME)
+    first = train(write_config(tmp_path, NAME, maxSteps=4))
     assert first.returncode == 0
     assert [ckpt.step_of(p) for p in ckpt.list_checkpoints(rd)] == [4, 2]
     last = rd / ckpt.dir_name(4)
@@ -120,7 +72,7 @@ def test_planted_pickle_never_runs_and_the_resume_refuses_it(tmp_path: Path) -> 
     _rewrite_manifest_entry(last, rel)
     assert ckpt.problem(last, verify_content=True) is None  # the digests cannot tell
 
-    second = _train(_config(tmp_path, 6))
+    second = train(write_config(tmp_path, NAME, maxSteps=6))
     out = second.stdout + second.stderr
     assert not marker.exists(), "the planted pickle ran during the resume"
     # Refused, loudly, naming the file; no silent fallback to older state of a
@@ -133,7 +85,7 @@ def test_planted_pickle_never_runs_and_the_resume_refuses_it(tmp_path: Path) -> 
     # The same checkpoint untouched again resumes exactly where it was saved.
     for p, data in originals.items():
         p.write_bytes(data)
-    third = _train(_config(tmp_path, 6))
+    third = train(write_config(tmp_path, NAME, maxSteps=6))
     assert third.returncode == 0
     assert not marker.exists()
     found = ckpt.latest_good(rd)

@@ -148,9 +148,19 @@ def test_short_run_zero3_end_to_end(tmp_path: Path) -> None:
     ).texts
     assert len(texts) == 2 and all(t.strip() for t in texts)
     assert "WER" in proc.stdout and "-> " in proc.stdout
+    said = [line for line in proc.stdout.splitlines() if "[whisperft]" in line]
+    assert said and len(said) == len(set(said)), [x for x in said if said.count(x) > 1][:5]
     logged = [h for h in results["history"] if "loss" in h]
     assert [h["step"] for h in logged] == [1, 2]
     assert all(h["train_mode"] is True for h in logged)
+    # TensorBoard events next to the checkpoints, the same numbers as the history
+    from tb_events import scalars
+
+    tb = scalars(run_dir(tmp_path, "z3") / "tensorboard")
+    assert [s for s, _ in tb["loss"]] == [1, 2]
+    assert [round(v, 4) for _, v in tb["loss"]] == [round(h["loss"], 4) for h in logged]
+    assert [s for s, _ in tb["eval_wer"]][:2] == [1, 2] and tb["test_wer"][0][0] == 0
+    assert {"learning_rate", "samples_per_second"} <= set(tb)
     # the saved model is the trained one, not the starting weights
     import torch
 

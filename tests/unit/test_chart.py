@@ -19,6 +19,7 @@ from toolbin import (
     KUBE_VERSION,
     REPO_ROOT,
     helm_template,
+    helm_template_text,
     require_tool,
     run_tool,
 )
@@ -143,7 +144,7 @@ def test_operator_pod_meets_the_restricted_pod_security_standard(helm: Path) -> 
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes[mounts["/tmp"]]["emptyDir"]["sizeLimit"] == "64Mi"
-    assert container["resources"]["limits"]["memory"] == "256Mi"
+    assert container["resources"]["limits"]["memory"] == "1Gi"
     assert container["resources"]["requests"]["cpu"] == "100m"
 
 
@@ -213,3 +214,117 @@ def test_chart_readme_covers_every_top_level_value() -> None:
     readme = (CHART_DIR / "README.md").read_text()
     missing = [key for key in values if f"`{key}" not in readme]
     assert not missing, f"charts/whisperft/README.md does not mention: {missing}"
+
+
+# ---- high availability (issue 15): replicas, peering, PodDisruptionBudget ----
+
+
+def _operator_args(docs: list[dict[str, Any]]) -> list[str]:
+    (container,) = the_deployment(docs)["spec"]["template"]["spec"]["containers"]
+    return list(container["args"])
+
+
+def _rules(doc: dict[str, Any]) -> set[tuple[str, str, tuple[str, ...]]]:
+    return {
+        (g, r, tuple(sorted(rule["verbs"])))
+        for rule in doc["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+    }
+
+
+def test_default_is_one_standalone_replica_without_peering_or_pdb(helm: Path) -> None:
+    docs = helm_template(helm)
+    deployment = the_deployment(docs)
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert not [a for a in _operator_args(docs) if a.startswith("--peering")]
+    assert not by_kind(docs, "PodDisruptionBudget")
+    assert not by_kind(docs, "KopfPeering") and not by_kind(docs, "ClusterKopfPeering")
+    (role,) = by_kind(docs, "Role")
+    assert not [r for r in _rules(role) if r[0] == "kopf.dev"]
+
+
+def test_peering_runs_two_rolling_replicas_with_a_pdb_and_a_peering_per_namespace(
+    helm: Path,
+) -> None:
+    values = {
+        "peering": {"enabled": True},
+        "watch": {"scope": "namespaces", "namespaces": ["team-a", "team-b"]},
+    }
+    docs = helm_template(helm, values, namespace="whisperft-system")
+    deployment = the_deployment(docs)
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    (pdb,) = by_kind(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
+    assert pdb["metadata"]["namespace"] == "whisperft-system"
+    # One peering object per served namespace, named as the operator is told.
+    peerings = by_kind(docs, "KopfPeering")
+    assert sorted(p["metadata"]["namespace"] for p in peerings) == ["team-a", "team-b"]
+    assert {p["apiVersion"] for p in peerings} == {"kopf.dev/v1"}
+    (name,) = {p["metadata"]["name"] for p in peerings}
+    args = _operator_args(docs)
+    assert f"--peering={name}" in args and "--peering-lifetime=30" in args
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    # Each served namespace's Role may see and keep alive in the peering object.
+    for role in by_kind(docs, "Role"):
+        assert ("kopf.dev", "kopfpeerings", ("list", "patch", "watch")) in _rules(role)
+
+
+def test_peering_cluster_wide_uses_one_cluster_peering(helm: Path) -> None:
+    docs = helm_template(
+        helm, {"peering": {"enabled": True, "lifetimeSeconds": 20}, "watch": {"scope": "all"}}
+    )
+    (peering,) = by_kind(docs, "ClusterKopfPeering")
+    assert "namespace" not in peering["metadata"]
+    assert not by_kind(docs, "KopfPeering")
+    args = _operator_args(docs)
+    assert f"--peering={peering['metadata']['name']}" in args
+    assert "--peering-lifetime=20" in args
+    (role,) = by_kind(docs, "ClusterRole")
+    assert ("kopf.dev", "clusterkopfpeerings", ("list", "patch", "watch")) in _rules(role)
+    assert not [r for r in _rules(role) if r[1] == "kopfpeerings"]
+
+
+def test_the_pdb_follows_the_replica_count(helm: Path) -> None:
+    one = helm_template(helm, {"peering": {"enabled": True}, "replicaCount": 1})
+    assert the_deployment(one)["spec"]["replicas"] == 1
+    assert not by_kind(one, "PodDisruptionBudget")
+    three = helm_template(helm, {"peering": {"enabled": True}, "replicaCount": 3})
+    assert the_deployment(three)["spec"]["replicas"] == 3
+    assert len(by_kind(three, "PodDisruptionBudget")) == 1
+    off = helm_template(
+        helm, {"peering": {"enabled": True}, "podDisruptionBudget": {"enabled": False}}
+    )
+    assert not by_kind(off, "PodDisruptionBudget")
+
+
+def test_more_than_one_replica_needs_peering(helm: Path) -> None:
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft7Validator(schema).validate({**values, "replicaCount": 2})
+    jsonschema.Draft7Validator(schema).validate(
+        {**values, "replicaCount": 2, "peering": {"enabled": True, "lifetimeSeconds": 30}}
+    )
+    proc = helm_template_text(helm, {"replicaCount": 2}, check=False)
+    assert proc.returncode != 0 and "peering/enabled" in proc.stderr, proc.stderr
+
+
+def test_chart_ships_the_kopf_peering_crds() -> None:
+    docs = list(yaml.safe_load_all((CHART_DIR / "crds" / "kopf-peering.yaml").read_text()))
+    by_name = {d["metadata"]["name"]: d for d in docs if d}
+    assert set(by_name) == {"kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"}
+    assert by_name["kopfpeerings.kopf.dev"]["spec"]["scope"] == "Namespaced"
+    assert by_name["clusterkopfpeerings.kopf.dev"]["spec"]["scope"] == "Cluster"
+    for crd in by_name.values():
+        (version,) = crd["spec"]["versions"]
+        # Kopf patches status through the main resource: no status subresource.
+        assert "subresources" not in version and version["name"] == "v1"

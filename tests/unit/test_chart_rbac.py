@@ -25,7 +25,9 @@ OPERATOR_RULES: set[Rule] = {
     ("whisperft.io", "whisperfinetunes/finalizers", ("update",), ()),
     ("ray.io", "rayjobs", ("create", "delete", "get", "list", "patch", "watch"), ()),
     ("", "configmaps", ("create", "get"), ()),
-    ("", "persistentvolumeclaims", ("create", "get"), ()),
+    # patch: drop the owner reference of a claim holding a succeeded run's only model;
+    # delete: what the OwnerReferencesPermissionEnforcement plugin demands for that patch
+    ("", "persistentvolumeclaims", ("create", "delete", "get", "patch"), ()),
     ("", "serviceaccounts", ("create", "get"), ()),
     ("rbac.authorization.k8s.io", "roles", ("create", "get"), ()),
     ("rbac.authorization.k8s.io", "rolebindings", ("create", "get"), ()),

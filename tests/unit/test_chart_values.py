@@ -320,3 +320,25 @@ def test_image_allowlist_and_kuberay_namespace_reach_the_operator(helm: Path) ->
     st = Settings.model_validate(settings_of(helm_template(helm, values)))
     assert st.allowed_images == ["registry.corp/ml"] and st.require_image_digest is True
     assert st.kuberay_namespace == "ray-system"
+
+
+def test_ray_pod_monitor_selects_the_ray_pods_of_the_served_namespaces(helm: Path) -> None:
+    from whisperft import names
+    from whisperft.operator.render.pods import HEAD, WORKER
+
+    assert not [d for d in helm_template(helm, namespace="ops") if d["kind"] == "PodMonitor"]
+    docs = helm_template(
+        helm,
+        namespace="ops",
+        values={
+            "metrics": {"rayPodMonitor": {"enabled": True, "labels": {"release": "kps"}}},
+            "watch": {"scope": "namespaces", "namespaces": ["speech", "asr"]},
+        },
+    )
+    (pm,) = [d for d in docs if d["kind"] == "PodMonitor"]
+    assert pm["metadata"]["labels"]["release"] == "kps"
+    assert pm["spec"]["namespaceSelector"] == {"matchNames": ["speech", "asr"]}
+    exprs = {e["key"]: e for e in pm["spec"]["selector"]["matchExpressions"]}
+    assert exprs[names.LABEL_FINETUNE]["operator"] == "Exists"
+    assert set(exprs[names.LABEL_COMPONENT]["values"]) == {HEAD, WORKER}
+    assert pm["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"

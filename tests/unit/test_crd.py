@@ -192,6 +192,7 @@ VIOLATIONS: list[tuple[dict[str, Any], str]] = [
         },
         "offloadOptimizer needs ZeRO stage 1, 2 or 3",
     ),
+    ({"output": {"formats": ["ct2"]}}, "output.formats must include hf"),
 ]
 VALID: dict[str, Any] = {
     "dataset": {"path": "bundled:en"},
@@ -251,7 +252,11 @@ def test_secrets_only_by_reference(root: dict[str, Any]) -> None:
     for path, node in _walk(root["properties"]["spec"], "spec"):
         leaf = path.rsplit(".", 1)[-1].lower()
         if leaf.endswith(secretish) or "secretref" in leaf:
-            assert node["type"] == "object" and set(node["properties"]) == {"name", "key"}, path
+            # a Secret's key, or a whole Secret (storageSecretRef): a name, never a value
+            assert node["type"] == "object" and set(node["properties"]) in (
+                {"name", "key"},
+                {"name"},
+            ), path
 
 
 def test_missing_dataset_training_and_checkpoints_are_refused(root: dict[str, Any]) -> None:

@@ -140,3 +140,37 @@ def test_non_finite_array_rejected() -> None:
     samples[10] = np.nan
     with pytest.raises(DataError, match="NaN"):
         to_mono_16k(samples, 16_000)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "subtype", "ext"),
+    [("WAV", "PCM_16", "wav"), ("FLAC", "PCM_16", "flac"), ("MP3", "MPEG_LAYER_III", "mp3")],
+)
+def test_a_long_recording_is_refused_without_being_decoded_whole(
+    tmp_path: Path, fmt: str, subtype: str, ext: str
+) -> None:
+    import tracemalloc
+
+    rate, minutes = 8_000, 10
+    path = tmp_path / f"long.{ext}"
+    sf.write(
+        path, tone(440, rate, seconds=60.0 * minutes, amp=0.3), rate, format=fmt, subtype=subtype
+    )
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError) as err:
+            load_audio(path, max_seconds=30.0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert err.value.reason == "too_long" and "30.0 s" in str(err.value)
+    # A whole decode is 10 min x 8 kHz x 4 bytes = 19 MB (plus the resampled copy);
+    # refusing it costs at most the first 30 s.
+    assert peak < 4_000_000, peak
+    # Within the limit it decodes as before, and the bytes path refuses the same way.
+    short = tmp_path / f"short.{ext}"
+    sf.write(short, tone(440, rate, seconds=5.0), rate, format=fmt, subtype=subtype)
+    check_16k(load_audio(short, max_seconds=30.0), 5.0)
+    with pytest.raises(DataError) as err:
+        decode_bytes(path.read_bytes(), name="long", max_seconds=30.0)
+    assert err.value.reason == "too_long"

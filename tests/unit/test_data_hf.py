@@ -137,3 +137,20 @@ def test_not_a_dataset_dir(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hi")
     with pytest.raises(DataError, match="not a Hugging Face dataset directory"):
         read_split("hf", tmp_path, "train")
+
+
+def test_malformed_rows_of_a_saved_dataset_are_skipped_and_counted(tmp_path: Path) -> None:
+    """One bad row used to stop the whole read (a ValueError out of the reader)."""
+    datasets = pytest.importorskip("datasets")
+    good = tone(1.0, 8_000).tolist()
+    rows = [
+        {"array": good, "sampling_rate": 8_000},
+        {"array": [float("nan")] * 10, "sampling_rate": 8_000},  # non-finite samples
+        {"array": good, "sampling_rate": -5},  # impossible rate
+        {"array": good, "sampling_rate": 8_000},
+    ]
+    ds = datasets.Dataset.from_dict({"audio": rows, "text": ["One.", "Two.", "Three.", "Four."]})
+    ds.save_to_disk(str(tmp_path / "bad"))
+    data = read_split("hf", tmp_path / "bad", "train")
+    assert [e.sentence for e in data.examples] == ["One.", "Four."]
+    assert sum(data.skipped.values()) == 2, data.skipped

@@ -136,9 +136,11 @@ def test_two_targets_on_pinned_bases_matching_the_lock() -> None:
     pins = lock_pins()
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     assert stages["operator"].base == "${PYTHON_IMAGE}"
-    assert re.fullmatch(rf"python:{re.escape(python)}\.\d+-slim-\w+", args["PYTHON_IMAGE"])
+    assert re.fullmatch(
+        rf"python:{re.escape(python)}\.\d+-slim-\w+@sha256:[0-9a-f]{{64}}", args["PYTHON_IMAGE"]
+    ), "the Python base is pinned by digest"
     assert stages["trainer"].base == "${RAY_IMAGE}"
-    ray_tag = args["RAY_IMAGE"].split(":", 1)[1]
+    ray_tag = args["RAY_IMAGE"].split("@", 1)[0].split(":", 1)[1]
     assert ray_tag.startswith(f"{pins['ray']}-py{python.replace('.', '')}-"), ray_tag
     assert ray_tag.endswith(("-gpu",)) or re.search(r"-cu\d+$", ray_tag)
     import whisperft
@@ -328,3 +330,39 @@ def test_make_installs_with_require_hashes() -> None:
     from_locks = [i for i in installs if "-r $(" in i]
     assert len(from_locks) == 2 and all("--require-hashes" in i for i in from_locks), installs
     assert not [i for i in installs if "--upgrade" in i], "an unpinned upgrade escapes the locks"
+
+
+def test_pin_images_rewrites_every_base_to_its_digest(tmp_path: Path) -> None:
+    """hack/pin-images.sh, against a stand-in `crane` (no registry is reachable here)."""
+    import os
+    import subprocess
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    crane = bindir / "crane"
+    crane.write_text('#!/bin/sh\necho "sha256:$(printf %s "$2" | sha256sum | cut -c1-64)"\n')
+    crane.chmod(0o755)
+    df = tmp_path / "Dockerfile"
+    df.write_text((REPO_ROOT / "Dockerfile").read_text())
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
+    subprocess.run(
+        ["bash", str(REPO_ROOT / "hack/pin-images.sh"), str(df)],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    args = {
+        k: v
+        for k, v in (
+            line[4:].split("=", 1)
+            for line in df.read_text().splitlines()
+            if line.startswith("ARG ") and "=" in line
+        )
+        if k.endswith("_IMAGE")
+    }
+    assert set(args) == {"PYTHON_IMAGE", "RAY_IMAGE"}
+    for value in args.values():
+        assert re.fullmatch(r"[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}", value), value
+    # The tag is kept and resolved afresh, not the old digest.
+    assert args["RAY_IMAGE"].startswith("rayproject/ray:")
+    assert "65a93d69" not in args["PYTHON_IMAGE"]

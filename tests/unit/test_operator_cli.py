@@ -25,7 +25,7 @@ spec:
   dataset: {path: bundled:en}
   training: {maxSteps: 50, gradientCheckpointing: true}
   resources: {accelerator: ACCEL, workers: 2}
-  checkpoints: {size: 10Gi}
+  checkpoints: {size: 10Gi, accessMode: ReadWriteMany}
 """
 
 

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from fake_cluster import FakeCluster, Fault
 
+from whisperft import names
 from whisperft.operator import startup
 from whisperft.operator.act import Conflict, CreateError, run_pass
 from whisperft.operator.api.status import WhisperFineTuneStatus
@@ -361,7 +362,89 @@ def test_the_final_wer_and_exported_model_reach_status_and_leave_with_their_atte
     assert done["phase"] == "Succeeded"
     assert "test WER 34.3% -> 7.9%" in done["message"]
     assert "model (step 200) at claim " in done["message"]
-    assert done["message"].endswith("/checkpoints/ft/output/model")
+    assert "/checkpoints/ft/output/model; claim " in done["message"]
+
+
+def _claim(cluster: FakeCluster, name: str = "ft") -> dict[str, Any]:
+    from whisperft.operator.render.meta import checkpoint_claim_name
+
+    return cluster.objects[("PersistentVolumeClaim", NS, checkpoint_claim_name(name))]
+
+
+def _succeed(cluster: FakeCluster, op: Operator, body: dict[str, Any]) -> dict[str, Any]:
+    cluster.apply_finetune(body)
+    op.tick("ft")
+    cluster.set_rayjob_status(NS, "ft-1", RUNNING)
+    op.tick("ft")
+    cluster.set_rayjob_status(
+        NS, "ft-1", {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}
+    )
+    op.tick("ft")
+    return status(cluster)
+
+
+def test_a_succeeded_run_keeps_the_claim_holding_its_only_model(
+    cluster: FakeCluster, op: Operator
+) -> None:
+    """keepClaim unset and no output.location: the claim is the model's only home, so
+    success drops the fine-tune's owner reference and deleting it (or a GitOps
+    prune) no longer garbage-collects the model."""
+    cluster.apply_finetune(finetune())
+    op.tick("ft")
+    uid = cluster.finetune(NS, "ft")["metadata"]["uid"]
+    # while it runs, the claim goes with the fine-tune (a failed run leaves nothing)
+    assert [r["uid"] for r in _claim(cluster)["metadata"]["ownerReferences"]] == [uid]
+    cluster.set_rayjob_status(NS, "ft-1", RUNNING)
+    op.tick("ft")
+    assert not [c for c in cluster.calls if c[0] == "release_claim"]
+    cluster.set_rayjob_status(
+        NS, "ft-1", {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}
+    )
+    op.tick("ft")
+    done = status(cluster)
+    assert done["phase"] == "Succeeded"
+    md = _claim(cluster)["metadata"]
+    assert "ownerReferences" not in md and names.ANNOTATION_KEPT in md["annotations"]
+    assert "is kept when this WhisperFineTune is deleted" in done["message"]
+    assert [r for _, r, _ in cluster.events].count("ClaimKept") == 1
+    op.tick("ft")  # later passes neither patch the claim again nor repeat the event
+    assert [c[0] for c in cluster.calls].count("release_claim") == 1
+    assert [r for _, r, _ in cluster.events].count("ClaimKept") == 1
+
+
+def test_keep_claim_false_lets_the_claim_go_with_the_fine_tune(
+    cluster: FakeCluster, op: Operator
+) -> None:
+    done = _succeed(cluster, op, finetune(checkpoints={"size": "10Gi", "keepClaim": False}))
+    assert done["phase"] == "Succeeded"
+    assert _claim(cluster)["metadata"]["ownerReferences"]
+    assert "release_claim" not in [c[0] for c in cluster.calls]
+    assert "is kept" not in done["message"]
+
+
+def test_only_a_created_claim_with_the_only_model_is_kept() -> None:
+    from whisperft.operator.api.resource import parse_resource
+    from whisperft.operator.decide import keeps_claim_on_success
+
+    def keeps(**spec: Any) -> bool:
+        return keeps_claim_on_success(parse_resource(finetune(**spec)).spec)
+
+    assert keeps()
+    assert not keeps(checkpoints={"size": "10Gi", "keepClaim": False})
+    assert not keeps(checkpoints={"size": "10Gi", "keepClaim": True})  # never owned at all
+    assert not keeps(checkpoints={"claimName": "team-ckpt"})  # never owned at all
+    assert not keeps(output={"location": "gs://models/ft"})  # the claim is only scratch
+
+
+def test_keep_claim_true_is_never_owned_and_a_brought_claim_is_never_touched(
+    cluster: FakeCluster, op: Operator
+) -> None:
+    _succeed(cluster, op, finetune(checkpoints={"size": "10Gi", "keepClaim": True}))
+    assert "ownerReferences" not in _claim(cluster)["metadata"]
+    other = FakeCluster()
+    done = _succeed(other, Operator(other), finetune(checkpoints={"claimName": "team-ckpt"}))
+    assert done["phase"] == "Succeeded" and "is kept" not in done["message"]
+    assert "release_claim" not in [c[0] for c in other.calls]
 
 
 def test_a_claim_another_fine_tune_uses_is_not_mounted(cluster: FakeCluster, op: Operator) -> None:
@@ -494,3 +577,85 @@ def test_a_problem_that_clears_clears_its_clock(cluster: FakeCluster, op: Operat
     # pods of an earlier attempt are not this attempt's problem
     op.tick("ft", pods=[_pending_pod("old", claim, attempt="7")], at="2026-12-02T08:06:00Z")
     assert status(cluster)["phase"] == "Running"
+
+
+def test_a_preempted_attempt_resumes_without_spending_a_restart(
+    cluster: FakeCluster, op: Operator
+) -> None:
+    # maxRestarts 0: a failure ends the run, a preemption does not.
+    cluster.apply_finetune(finetune(maxRestarts=0))
+    op.tick("ft")
+    cluster.set_rayjob_status(NS, "ft-1", RUNNING)
+    cluster.trainer_patch(
+        NS, "ft", {"progress": {"attempt": 1, "step": 57, "totalSteps": 200, "preemptedAtStep": 57}}
+    )
+    cluster.set_rayjob_status(NS, "ft-1", FAILED)
+    op.tick("ft")
+    st = status(cluster)
+    assert (st["attempt"], st.get("restarts", 0), st["preemptions"]) == (2, 0, 1), st
+    assert st["phase"] == "Pending" and "progress" not in st
+    assert any(e[1] == "Preempted" and "step 57" in e[2] for e in cluster.events), cluster.events
+    # The next attempt failing for real is a failure: no restarts left.
+    cluster.set_rayjob_status(NS, rayjob_name("ft", 2), RUNNING)
+    cluster.trainer_patch(NS, "ft", {"progress": {"attempt": 2, "step": 80, "totalSteps": 200}})
+    cluster.set_rayjob_status(NS, rayjob_name("ft", 2), FAILED)
+    op.tick("ft")
+    st = status(cluster)
+    assert (st["phase"], st["attempt"], st["preemptions"]) == ("Failed", 2, 1)
+    # An earlier attempt's preemption report never makes a later failure a preemption.
+    cluster.apply_finetune(finetune(name="old", maxRestarts=1))
+    op.tick("old")
+    cluster.set_rayjob_status(NS, "old-1", FAILED)
+    op.tick("old")  # attempt 2, one restart spent
+    cluster.trainer_patch(NS, "old", {"progress": {"attempt": 1, "preemptedAtStep": 3}})
+    cluster.set_rayjob_status(NS, rayjob_name("old", 2), FAILED)
+    op.tick("old")
+    st = status(cluster, "old")
+    assert (st["phase"], st["restarts"]) == ("Failed", 1) and "preemptions" not in st, st
+
+
+def test_a_resume_with_another_worker_count_is_refused_naming_both(
+    cluster: FakeCluster, op: Operator
+) -> None:
+    """Used to start the attempt, whose trainer then failed the resume on every restart."""
+    cluster.apply_finetune(finetune(resources={"accelerator": None, "workers": 2}))
+    op.tick("ft")
+    cluster.set_rayjob_status(NS, "ft-1", RUNNING)
+    cluster.trainer_patch(NS, "ft", {"lastCheckpoint": "/checkpoints/ft/checkpoint_step_00000100"})
+    op.tick("ft")
+    op.edit("ft", {"suspend": True})
+    cluster.set_rayjob_status(NS, "ft-1", {"jobDeploymentStatus": "Suspended"})
+    op.tick("ft")
+    op.edit("ft", {"resources": {"accelerator": None, "workers": 4}})
+    op.edit("ft", {"suspend": False})
+    planned = cond(cluster, "Planned")
+    assert planned["status"] == "False" and planned["reason"] == "InvalidSpec"
+    assert "written by 2 train workers" in planned["message"] and "needs 4" in planned["message"]
+    assert cluster.rayjob_names(NS) == ["ft-1"]  # nothing new was created
+    # Back to 2 workers: the resume goes ahead as a new attempt on the same checkpoints.
+    op.edit("ft", {"resources": {"accelerator": None, "workers": 2}})
+    assert (status(cluster)["attempt"], cluster.rayjob_names(NS)) == (2, ["ft-2"])
+    assert cond(cluster, "Planned")["status"] == "True"
+
+
+def test_another_worker_count_before_any_checkpoint_is_fine(
+    cluster: FakeCluster, op: Operator
+) -> None:
+    cluster.apply_finetune(finetune(resources={"accelerator": None, "workers": 2}))
+    op.tick("ft")
+    op.edit("ft", {"suspend": True})
+    cluster.set_rayjob_status(NS, "ft-1", {"jobDeploymentStatus": "Suspended"})
+    op.tick("ft")
+    op.edit("ft", {"resources": {"accelerator": None, "workers": 4}})
+    op.edit("ft", {"suspend": False})
+    assert cond(cluster, "Planned")["status"] == "True" and status(cluster)["attempt"] == 2
+
+
+def test_a_bucket_run_says_its_checkpoints_are_in_the_bucket(
+    cluster: FakeCluster, op: Operator
+) -> None:
+    cluster.apply_finetune(finetune(output={"location": "s3://models/runs/ft"}))
+    op.tick("ft")
+    st = status(cluster)
+    assert st["checkpointPath"] == "s3://models/runs/ft/checkpoints/ft", st
+    assert st["phase"] == "Pending" and cluster.rayjob_names(NS) == ["ft-1"]

@@ -130,8 +130,11 @@ CASES: list[tuple[str, dict[str, Any], int]] = [
 ]
 
 
-# The gpu-full case names its own registry's image, which this platform allows.
-SETTINGS = Settings(allowedImages=["registry.example"])
+# The gpu-full case names its own registry's image, which this platform allows;
+# keep-claim's class offers ReadWriteMany, the default class (the other cases) does not.
+SETTINGS = Settings(
+    allowedImages=["registry.example"], readWriteManyStorageClasses=["filestore-rwx"]
+)
 
 
 def render_case(body: dict[str, Any], attempt: int) -> Rendered:
@@ -152,6 +155,69 @@ def test_matches_golden_file(name: str, body: dict[str, Any], attempt: int) -> N
     assert text == path.read_text(), (
         f"{name} differs from {path}; if intended, regenerate (see the module docstring)"
     )
+
+
+# Pods shaped by the platform (settings.rayPods, trainerServiceAccount, head and
+# submitter ephemeral storage): tests/unit/test_render_pod_shaping.py checks each
+# piece; this golden shows them together in the manifests the operator creates.
+SHAPED_SETTINGS = Settings.model_validate(
+    {
+        "rayPods": {
+            "env": [
+                {"name": "HTTPS_PROXY", "value": "http://proxy.corp:3128"},
+                {"name": "NODE_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+            ],
+            "labels": {"team": "speech"},
+            "annotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"},
+            "priorityClassName": "training-high",
+            "imagePullSecrets": [{"name": "corp-registry"}],
+            "workerNodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {
+                                    "key": "topology.kubernetes.io/zone",
+                                    "operator": "In",
+                                    "values": ["us-central1-a", "us-central1-b"],
+                                }
+                            ]
+                        }
+                    ]
+                }
+            },
+            "headNodeAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 10,
+                        "preference": {
+                            "matchExpressions": [
+                                {"key": "cloud.google.com/gke-spot", "operator": "DoesNotExist"}
+                            ]
+                        },
+                    }
+                ]
+            },
+        },
+        "trainerServiceAccount": {
+            "annotations": {"iam.gke.io/gcp-service-account": "trainer@p.iam.gserviceaccount.com"}
+        },
+        "headDefaults": {"cpu": "2", "memory": "8Gi", "ephemeralStorage": "20Gi"},
+    }
+)
+
+
+def test_shaped_pods_match_golden_file() -> None:
+    body = _base("pod-shaping", model={"name": "bundled:tiny.en"})
+    res = parse_resource(body)
+    out = render_attempt(res.spec, Meta("pod-shaping", "ml", UID), SHAPED_SETTINGS, 1)
+    assert out.problem is None, out.problem
+    text = to_yaml(out.children)
+    path = GOLDEN / "pod-shaping.yaml"
+    if UPDATE:
+        path.write_text(text)
+    assert path.exists(), f"{path} missing: run WHISPERFT_UPDATE_GOLDEN=1 pytest {__file__}"
+    assert text == path.read_text(), f"pod-shaping differs from {path}; if intended, regenerate"
 
 
 def _containers(pod_spec: dict[str, Any]) -> list[dict[str, Any]]:

@@ -39,7 +39,8 @@ def _render(attempt: int = 1, settings: Settings | None = None, **spec: Any) -> 
             "dataset": {"path": "bundled:en"},
             "training": {"maxSteps": 10},
             "resources": {"accelerator": "nvidia-l4", "workers": 2},
-            "checkpoints": {"size": "10Gi"},
+            # ReadWriteMany: the two workers may then be on two nodes (test_claim_access.py).
+            "checkpoints": {"size": "10Gi", "accessMode": "ReadWriteMany"},
             **spec,
         },
     }

@@ -44,7 +44,10 @@ class _FakeEngine:
         self.lr_scheduler = None
         self.loaded: list[Any] = []
 
-    def load_checkpoint(self, load_dir: str, tag: str) -> tuple[str, dict[str, Any]]:
+    def load_checkpoint(
+        self, load_dir: str, tag: str, custom_load_fn: Any = None
+    ) -> tuple[str, dict[str, Any]]:
+        assert custom_load_fn is None, "a full fine-tune loads DeepSpeed's way"
         for f in sorted((Path(load_dir) / tag).glob("*.pt")):
             self.loaded.append(torch.load(f, map_location="cpu", weights_only=False))
         return load_dir, {}
@@ -79,6 +82,7 @@ def _worker(run: Path, cfg: Any) -> Worker:
     w = Worker.__new__(Worker)  # no Ray context: only what restore() uses
     w.rank, w.world, w.cuda = 0, 1, False
     w.cfg, w.run_dir, w.steps = cfg, run, 10
+    w.bucket = None  # checkpoints on the claim
     w.engine = _FakeEngine()
     return w
 

@@ -27,11 +27,16 @@ PLATFORM_FIELDS = {
     "cpus_per_worker": "from spec.resources.cpu and the pool's pod size",
     "max_failures": "Ray Train's in-place restarts, a platform policy",
     "deepspeed": "the ZeRO stage the planner picked (spec.training.deepspeed mode auto)",
+    "strategy": "micro-batch, accumulation, checkpointing and LoRA the planner picked (mode auto)",
     "data_path": "spec.dataset.path as the pod or machine sees it (claim mount)",
     "storage_path": "where the claim (or local disk) is mounted",
     "output_dir": "spec.output.location, or the claim's output directory",
+    "output_uri": "spec.output.location when it is a bucket",
+    "checkpoint_uri": "<output bucket>/checkpoints/<name>: where this platform keeps checkpoints",
+    "shared_scratch": "whether the pods share a claim (a platform fact)",
     "model_cache_dir": "cache placement on the claim",
     "feature_cache_dir": "cache placement on the claim",
+    "cache_max_gib": "what the claim has left for caches (the disk plan)",
 }
 
 

@@ -1,4 +1,5 @@
-"""Data readers: Common Voice releases, Hugging Face datasets dirs, JSONL manifests.
+"""Data readers: Common Voice releases, Hugging Face datasets dirs and hub datasets,
+JSONL manifests.
 
 Every reader yields `Example`s with 16 kHz mono float32 audio decoded by
 soundfile (never torchcodec), filtered by duration and label length, with the
@@ -9,12 +10,14 @@ from whisperft.trainer.data.audio import SAMPLE_RATE, decode_bytes, load_audio, 
 from whisperft.trainer.data.bundled import BUNDLED_LANGUAGES, corpus_root, resolve_data_path
 from whisperft.trainer.data.errors import DataError
 from whisperft.trainer.data.example import Example, SplitData
+from whisperft.trainer.data.hub import HubOptions
 from whisperft.trainer.data.readers import (
     FORMATS,
     MAX_LABEL_TOKENS,
     DataFormat,
     iter_split,
     read_split,
+    split_identity,
 )
 
 __all__ = [
@@ -25,6 +28,7 @@ __all__ = [
     "DataError",
     "DataFormat",
     "Example",
+    "HubOptions",
     "SplitData",
     "corpus_root",
     "decode_bytes",
@@ -32,5 +36,6 @@ __all__ = [
     "load_audio",
     "read_split",
     "resolve_data_path",
+    "split_identity",
     "to_mono_16k",
 ]

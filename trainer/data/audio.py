@@ -40,13 +40,28 @@ def to_mono_16k(samples: np.ndarray, rate: int, *, name: str = "<array>") -> np.
     return np.ascontiguousarray(data, dtype=np.float32)
 
 
-def _decode(source: str | io.BytesIO, name: str) -> np.ndarray:
+def _decode(source: str | io.BytesIO, name: str, max_seconds: float | None = None) -> np.ndarray:
+    """With ``max_seconds``, a longer clip is refused (reason too_long) from its header,
+    or after reading just past the limit when the header cannot say: a multi-hour
+    recording is never decoded whole."""
+    too_long: str | None = None
     try:
         with sf.SoundFile(source) as f:
             declared, rate = f.frames, f.samplerate
-            data = f.read(dtype="float32", always_2d=True)
+            limit = int(max_seconds * rate) + 1 if max_seconds is not None and rate > 0 else -1
+            if limit > 0 and 0 < declared < 2**40 and declared > limit + _MISSING_FRAMES_TOLERANCE:
+                too_long = f"{declared / rate:.1f} s > {max_seconds} s (not decoded)"
+                data = np.zeros((0, 1), dtype=np.float32)
+            else:
+                data = f.read(
+                    frames=limit + 1 if limit > 0 else -1, dtype="float32", always_2d=True
+                )
+                if limit > 0 and len(data) > limit:
+                    too_long = f"longer than {max_seconds} s (decoding stopped there)"
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
         raise DataError(f"{name}: cannot decode audio ({exc})", reason="corrupt_audio") from exc
+    if too_long is not None:
+        raise DataError(f"{name}: {too_long}", reason="too_long")
     if len(data) == 0:
         raise DataError(f"{name}: no audio frames", reason="corrupt_audio")
     if 0 < declared < 2**40 and len(data) < declared - _MISSING_FRAMES_TOLERANCE:
@@ -59,18 +74,21 @@ def _decode(source: str | io.BytesIO, name: str) -> np.ndarray:
     return to_mono_16k(data, rate, name=name)
 
 
-def load_audio(path: str | Path) -> np.ndarray:
-    """Decode an audio file to 16 kHz mono float32; DataError if missing, empty or corrupt."""
+def load_audio(path: str | Path, *, max_seconds: float | None = None) -> np.ndarray:
+    """Decode an audio file to 16 kHz mono float32; DataError if missing, empty, corrupt
+    or (with ``max_seconds``) too long."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: audio file not found", reason="missing_clip")
     if p.stat().st_size == 0:
         raise DataError(f"{p}: audio file is empty (0 bytes)", reason="empty_audio")
-    return _decode(str(p), str(p))
+    return _decode(str(p), str(p), max_seconds)
 
 
-def decode_bytes(data: bytes, *, name: str = "<bytes>") -> np.ndarray:
+def decode_bytes(
+    data: bytes, *, name: str = "<bytes>", max_seconds: float | None = None
+) -> np.ndarray:
     """Decode encoded audio held in memory (e.g. an Arrow cell) like load_audio."""
     if not data:
         raise DataError(f"{name}: audio is empty (0 bytes)", reason="empty_audio")
-    return _decode(io.BytesIO(data), name)
+    return _decode(io.BytesIO(data), name, max_seconds)

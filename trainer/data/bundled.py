@@ -16,8 +16,19 @@ def corpus_root() -> Path:
 
 
 def resolve_data_path(path: str | Path) -> Path:
-    """ "bundled:en" / "bundled:sw" -> the packaged corpus dir; else the path, which must exist."""
+    """ "bundled:en" / "bundled:sw" -> the packaged corpus dir; an s3:// or gs:// URI -> its
+    local mirror (trainer/storage/dataset.py: tables fetched per split, clips when decoded);
+    else the path, which must exist."""
     text = str(path)
+    from whisperft.trainer.storage.uri import is_uri
+
+    if is_uri(text):
+        from whisperft.trainer.storage.dataset import open_remote
+
+        try:
+            return open_remote(text)
+        except FileNotFoundError as exc:
+            raise DataError(f"{text}: data path does not exist ({exc})") from exc
     if text.startswith(PREFIX):
         lang = text[len(PREFIX) :]
         if lang not in BUNDLED_LANGUAGES:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from whisperft.trainer.storage.dataset import RemoteFile
 
 
 @dataclass(frozen=True)
@@ -32,12 +35,12 @@ class SplitData:
 class Candidate:
     """A row a format reader found, before its audio is decoded and filtered.
 
-    `audio` is a file path, encoded bytes (e.g. an Arrow cell), or an already
-    decoded (samples, sample_rate) pair. `duration_s` is the duration the source
+    `audio` is a file path, an object in a bucket (read when decoded), encoded
+    bytes (e.g. an Arrow cell), or an already decoded (samples, sample_rate) pair. `duration_s` is the duration the source
     declares, when it declares one, so long clips can be dropped undecoded.
     """
 
-    audio: Path | bytes | tuple[np.ndarray, int]
+    audio: Path | RemoteFile | bytes | tuple[np.ndarray, int]
     sentence: str
     meta: dict[str, str]
     duration_s: float | None = None

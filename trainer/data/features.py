@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from whisperft.trainer import cache_prune
+
 FEATURE_CACHE_VERSION = 1
 
 
@@ -66,8 +68,20 @@ def label_ids(tokenizer: Any, prefix: Sequence[int], eot: int, sentence: str) ->
 
 
 def source_fingerprint(path: Path, split: str) -> str:
-    """Cheap identity of a dataset split: names, sizes and mtimes of its files."""
+    """Cheap identity of a dataset split: names, sizes and mtimes of its files.
+
+    For a bucket dataset's mirror, the same of the objects (trainer/storage/dataset.py).
+    """
     h = hashlib.sha256()
+    from whisperft.trainer.storage.dataset import fingerprint_parts, remote_source
+
+    if remote_source(path) is not None:
+        from whisperft.trainer.data.splits import split_aliases
+
+        for part in fingerprint_parts(path, split_aliases(split)):
+            h.update(part.encode() + b"\0")
+        h.update(split.encode())
+        return h.hexdigest()[:16]
     items = sorted(path.rglob("*")) if path.is_dir() else [path]
     for item in items:
         if item.is_file() and (
@@ -100,6 +114,7 @@ def build_feature_set(
     """Build (or reuse) the cache entry ``cache_root/key``."""
     final = cache_root / key
     if (final / "info.json").exists():
+        cache_prune.touch(final)
         return FeatureSet.open(final)
     cache_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache_root))
@@ -141,6 +156,7 @@ def build_feature_set(
             os.rename(tmp, final)
         except OSError:  # another process won the race; use theirs
             shutil.rmtree(tmp, ignore_errors=True)
+        cache_prune.touch(final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -9,7 +9,7 @@ plain paths, or {array, sampling_rate}) are decoded by our soundfile path.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ def saved_split_dir(root: Path, split: str) -> Path:
     raise DataError(f"{root}: no split {split!r} in the saved DatasetDict; splits: {splits}")
 
 
-def _audio_column(features: dict[str, Any], columns: list[str], where: Path) -> str:
+def _audio_column(features: dict[str, Any], columns: list[str], where: Path | str) -> str:
     for name, feature in features.items():
         if type(feature).__name__ == "Audio":
             return name
@@ -76,6 +76,52 @@ def _cell_audio(cell: Any, base: Path) -> Path | bytes | tuple[np.ndarray, int] 
     return None
 
 
+def table_candidates(
+    tables: Iterable[Any],
+    *,
+    where: str,
+    split: str,
+    audio_col: str,
+    text_col: str,
+    speaker_col: str | None,
+    base: Path,
+    skip: Skip,
+) -> Iterator[Candidate]:
+    """The rows of Arrow tables (a datasets.Dataset or IterableDataset in "arrow" format,
+    iterated in batches) as Candidates; rows without text or audio are skipped."""
+    index = 0
+    for table in tables:
+        for row in table.to_pylist():
+            at = f"{where}[{index}]"
+            index += 1
+            text = row.get(text_col)
+            if not isinstance(text, str) or not text.strip():
+                skip("empty_sentence", f"{at}: empty {text_col!r}")
+                continue
+            cell = row.get(audio_col)
+            audio = _cell_audio(cell, base)
+            if audio is None:
+                skip("bad_row", f"{at}: no audio in column {audio_col!r}")
+                continue
+            name = cell.get("path") if isinstance(cell, dict) else cell
+            meta = {
+                "id": f"{split}/{index - 1}",
+                "path": str(name or at),
+                "speaker": str(row.get(speaker_col, "")) if speaker_col else "",
+                "split": split,
+            }
+            yield Candidate(audio=audio, sentence=text.strip(), meta=meta)
+
+
+def dataset_columns(
+    features: dict[str, Any], columns: list[str], where: Path | str
+) -> tuple[str, str, str | None]:
+    """The audio, text and (optional) speaker columns of a datasets table."""
+    audio_col = _audio_column(features, columns, where)
+    text_col = pick(where, columns, TEXT_COLUMNS, "text")
+    return audio_col, text_col, pick_optional(columns, SPEAKER_COLUMNS)
+
+
 def saved_candidates(root: Path, split: str, skip: Skip) -> tuple[str, Iterator[Candidate]]:
     import datasets  # heavy; only when this format is used
 
@@ -87,35 +133,18 @@ def saved_candidates(root: Path, split: str, skip: Skip) -> tuple[str, Iterator[
     if not isinstance(dataset, datasets.Dataset):
         raise DataError(f"{split_dir}: expected one Dataset, found {type(dataset).__name__}")
     columns = list(dataset.column_names)
-    audio_col = _audio_column(dict(dataset.features), columns, split_dir)
-    text_col = pick(split_dir, columns, TEXT_COLUMNS, "text")
-    speaker_col = pick_optional(columns, SPEAKER_COLUMNS)
-
-    def rows() -> Iterator[Candidate]:
-        index = 0
-        for table in dataset.with_format("arrow").iter(batch_size=_BATCH):
-            for row in table.to_pylist():
-                where = f"{split_dir}[{index}]"
-                index += 1
-                text = row.get(text_col)
-                if not isinstance(text, str) or not text.strip():
-                    skip("empty_sentence", f"{where}: empty {text_col!r}")
-                    continue
-                audio = _cell_audio(row.get(audio_col), split_dir)
-                if audio is None:
-                    skip("bad_row", f"{where}: no audio in column {audio_col!r}")
-                    continue
-                cell = row.get(audio_col)
-                name = cell.get("path") if isinstance(cell, dict) else cell
-                meta = {
-                    "id": f"{split}/{index - 1}",
-                    "path": str(name or where),
-                    "speaker": str(row.get(speaker_col, "")) if speaker_col else "",
-                    "split": split,
-                }
-                yield Candidate(audio=audio, sentence=text.strip(), meta=meta)
-
-    return str(split_dir), rows()
+    audio_col, text_col, speaker_col = dataset_columns(dict(dataset.features), columns, split_dir)
+    rows = table_candidates(
+        dataset.with_format("arrow").iter(batch_size=_BATCH),
+        where=str(split_dir),
+        split=split,
+        audio_col=audio_col,
+        text_col=text_col,
+        speaker_col=speaker_col,
+        base=split_dir,
+        skip=skip,
+    )
+    return str(split_dir), rows
 
 
 def candidates(root: Path, split: str, skip: Skip) -> tuple[str, Iterator[Candidate]]:

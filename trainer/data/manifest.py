@@ -1,6 +1,6 @@
 """JSONL manifests: one {"audio": path, "text": ...} object per line.
 
-`audio` is relative to the manifest's folder (or absolute). Optional keys:
+`audio` is relative to the manifest's folder, absolute, or an s3:// / gs:// URI. Optional keys:
 `id`, `speaker`, `duration` (seconds; lets the duration filter drop a clip
 without decoding it). `sentence` is accepted in place of `text`.
 The data path is either the manifest file itself or a folder holding
@@ -17,6 +17,8 @@ from whisperft.trainer.data.errors import DataError
 from whisperft.trainer.data.example import Candidate, Skip
 from whisperft.trainer.data.lines import iter_lines
 from whisperft.trainer.data.splits import split_aliases
+from whisperft.trainer.storage.dataset import RemoteFile
+from whisperft.trainer.storage.uri import URIError, is_uri, parse_uri
 
 TEXT_KEYS = ("text", "sentence")
 
@@ -58,15 +60,23 @@ def _parse(manifest: Path, lineno: int, line: str, split: str, skip: Skip) -> Ca
     if duration is not None and not isinstance(duration, int | float):
         skip("bad_row", f"{where}: 'duration' must be a number, got {duration!r}")
         return None
-    path = Path(audio) if Path(audio).is_absolute() else manifest.parent / audio
+    source: Path | RemoteFile
+    if is_uri(audio):
+        try:
+            source = RemoteFile(str(parse_uri(audio)))
+        except URIError as exc:
+            skip("bad_row", f"{where}: {exc}")
+            return None
+    else:
+        source = Path(audio) if Path(audio).is_absolute() else manifest.parent / audio
     meta = {
         "id": str(record.get("id", f"{manifest.stem}:{lineno}")),
-        "path": str(path),
+        "path": source.uri if isinstance(source, RemoteFile) else str(source),
         "speaker": str(record.get("speaker", "")),
         "split": split,
     }
     return Candidate(
-        audio=path,
+        audio=source,
         sentence=text.strip(),
         meta=meta,
         duration_s=None if duration is None else float(duration),

@@ -9,14 +9,11 @@ References:
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import importlib.util
 import json
 import os
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +21,7 @@ from typing import TYPE_CHECKING
 from whisperft.trainer.model.bundled_digests import BUNDLED_SHA256
 from whisperft.trainer.model.ct2_import import IMPORTER_VERSION, REPORT_FILE, CT2Source, convert_ct2
 from whisperft.trainer.model.errors import ModelError
+from whisperft.trainer.node_lock import node_lock
 
 if TYPE_CHECKING:
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
@@ -120,24 +118,13 @@ def cache_key(source: CT2Source) -> str:
     return digest.hexdigest()[:12]
 
 
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def converted_dir(source: CT2Source, cache_dir: str | Path | None = None) -> Path:
     """The cached HF copy of ``source``, converting it first if needed (atomic, one process at a time)."""
     models = cache_root(cache_dir) / "models"
     final = models / f"{source.name}-{cache_key(source)}"
     if (final / REPORT_FILE).is_file():
         return final
-    with _locked(models / f".{final.name}.lock"):
+    with node_lock(models / f".{final.name}.lock"):
         if (final / REPORT_FILE).is_file():  # another process finished while we waited
             return final
         # Under the lock any temp dir of this key is a crashed attempt's leftover.

@@ -4,7 +4,8 @@ The operator's rules: exactly the verbs on exactly the resources it uses
 per-namespace Roles and the cluster-wide ClusterRole so both scopes grant the
 same thing. tests/unit/test_chart_rbac.py pins this list.
 
-Not granted, on purpose: Kopf's peering resources (it runs standalone), and
+Kopf's peering resource only with peering.enabled: kopfpeerings in each served
+namespace (clusterkopfpeerings with watch.scope "all"). Not granted, on purpose:
 list/watch on namespaces and customresourcedefinitions (cluster-scoped; Kopf
 then logs that it cannot notice new namespaces/CRDs at run time and uses the
 namespaces it was given and the resources found at start-up, which is all a
@@ -38,8 +39,15 @@ list/watch (to say why they do not start); KubeRay, not us, manages them.
 # checkpoint claim, and the training pods' identity (a ServiceAccount and a
 # Role allowing patch on that one resource's status, bound to it).
 - apiGroups: [""]
-  resources: ["configmaps", "persistentvolumeclaims", "serviceaccounts"]
+  resources: ["configmaps", "serviceaccounts"]
   verbs: ["get", "create"]
+# The claim too; patched once, when a run succeeds with its model only there, to
+# drop the fine-tune's owner reference so deleting the fine-tune keeps the model.
+# `delete` is never requested: the OwnerReferencesPermissionEnforcement admission
+# plugin requires it of whoever changes an object's owner references.
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get", "create", "patch", "delete"]
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
   verbs: ["get", "create"]
@@ -57,4 +65,11 @@ list/watch (to say why they do not start); KubeRay, not us, manages them.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+{{- if .Values.peering.enabled }}
+# Peered replicas (peering.enabled): list and watch the peering object to see
+# the other replicas, patch its status with this replica's keep-alive.
+- apiGroups: ["kopf.dev"]
+  resources: [{{ ternary "clusterkopfpeerings" "kopfpeerings" (eq .Values.watch.scope "all") | quote }}]
+  verbs: ["list", "watch", "patch"]
+{{- end }}
 {{- end }}

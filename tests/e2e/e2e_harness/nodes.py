@@ -82,7 +82,14 @@ def node_manifests() -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for p in POOLS:
         for i in range(p.nodes):
-            resources = {"cpu": p.cpu, "memory": p.memory, "pods": "110"}
+            # Node disk as real nodes report it: the Ray workers request room to stage
+            # a checkpoint in /tmp (operator/render/pods.staging_size).
+            resources = {
+                "cpu": p.cpu,
+                "memory": p.memory,
+                "pods": "110",
+                "ephemeral-storage": "200Gi",
+            }
             if p.gpus:
                 resources[GPU_RESOURCE] = str(p.gpus)
             out.append(

@@ -23,7 +23,9 @@ NODELESS_ACCELERATOR = "nvidia-h100-80gb"
 UNKNOWN_ACCELERATOR = "nvidia-t4"
 
 
-def e2e_settings(namespaces: Sequence[str], metrics_port: int) -> dict[str, object]:
+def e2e_settings(
+    namespaces: Sequence[str], metrics_port: int, *, read_write_many: bool = True
+) -> dict[str, object]:
     """Operator settings whose node-pool table selects the kwok pools, built
     with the operator's own model so the keys cannot drift."""
     from whisperft.operator.api.spec_resources import Toleration
@@ -34,6 +36,7 @@ def e2e_settings(namespaces: Sequence[str], metrics_port: int) -> dict[str, obje
             node_selector=p.node_selector,
             tolerations=[Toleration.model_validate(t) for t in p.tolerations],
             gpu_memory_gib=GPU_MEMORY_GIB[p.accelerator],
+            gpus_per_node=p.gpus,
         )
         for p in POOLS
         if p.accelerator
@@ -49,6 +52,9 @@ def e2e_settings(namespaces: Sequence[str], metrics_port: int) -> dict[str, obje
         namespaces=list(namespaces),
         metrics_port=metrics_port,
         sync_interval_seconds=1.0,
+        # This platform says its default class offers ReadWriteMany, so the
+        # scenarios see workers spread over nodes; test_e2e_15 runs without it.
+        read_write_many_storage_classes=[""] if read_write_many else [],
     ).to_wire()
 
 

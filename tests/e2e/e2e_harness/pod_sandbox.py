@@ -186,7 +186,12 @@ def script(
         "trap 'ray stop --force >/dev/null 2>&1 || true' EXIT",
         q(head_cmd),
     ]
-    lines += [q(worker_cmd)] * int(worker.get("replicas", 1))
+    # A temp dir per worker node, as each pod has its own /tmp: two nodes sharing one
+    # session directory each forward every process's output, so all lines came twice.
+    lines += [
+        q([*worker_cmd, f"--temp-dir=/tmp/ray-worker-{i}"])
+        for i in range(int(worker.get("replicas", 1)))
+    ]
     lines.append(q(driver))
     return "\n".join(lines) + "\n"
 
