@@ -30,6 +30,7 @@ from whisperft.trainer.data.features import (
     cache_key,
     label_ids,
 )
+from whisperft.trainer.data.log_mel import LogMel
 from whisperft.trainer.job import WorkerJob
 from whisperft.trainer.model.sources import cache_root
 from whisperft.trainer.model_prep import Prefix, checked_prefix
@@ -92,9 +93,7 @@ def prepare_data(cfg: TrainConfig, *, progress: bool = True) -> Prepared:
         Path(rt.feature_cache_dir) if rt.feature_cache_dir else cache_root() / "features"
     )
     fe = processor.feature_extractor
-
-    def extract(audio: Any) -> Any:
-        return fe(audio, sampling_rate=16000, return_tensors="np").input_features[0]
+    extract = LogMel(fe)
 
     def labels_for(sentence: str) -> list[int]:
         return label_ids(processor.tokenizer, prefix.ids, prefix.eot, sentence)
@@ -117,6 +116,7 @@ def prepare_data(cfg: TrainConfig, *, progress: bool = True) -> Prepared:
                 "max_tokens": d.max_label_tokens,
                 "prefix": list(prefix.ids),
                 "features": fe.to_dict(),
+                **extract.identity(),
                 "vocab": len(processor.tokenizer),
             }
         )

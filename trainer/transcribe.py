@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-SAMPLING_RATE = 16_000
 
 
 @dataclass
@@ -83,12 +82,15 @@ def transcribe(
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
 
+    import torch
+
+    from whisperft.trainer.data.log_mel import LogMel
+
+    log_mel = LogMel(processor.feature_extractor)
+
     def batches() -> Iterator[Any]:
         for start in range(0, len(audios), batch_size):
-            batch = [np.asarray(a, dtype=np.float32) for a in audios[start : start + batch_size]]
-            yield processor.feature_extractor(
-                batch, sampling_rate=SAMPLING_RATE, return_tensors="pt"
-            ).input_features
+            yield torch.from_numpy(log_mel(audios[start : start + batch_size]))
 
     def report(done: int) -> None:
         if progress:
