@@ -37,6 +37,12 @@ class EvalResult:
         return f"WER {self.wer:.2%}{cer} on {self.n} utterances ({self.capped} hit the length cap)"
 
 
+def decode_order(meta: Sequence[dict[str, str]]) -> list[int]:
+    """Indices longest clip first (the first batch shows the memory peak); a cache
+    written before durations were kept gives split order."""
+    return sorted(range(len(meta)), key=lambda i: -float(meta[i].get("seconds", 0.0)))
+
+
 def decode_features(
     model: Any,
     processor: Any,

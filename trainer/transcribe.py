@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 
 
-
 @dataclass
 class Transcription:
     texts: list[str]
@@ -87,16 +86,19 @@ def transcribe(
     from whisperft.trainer.data.log_mel import LogMel
 
     log_mel = LogMel(processor.feature_extractor)
+    # Longest first and like with like: a batch's decode is not held to one long clip.
+    order = sorted(range(len(audios)), key=lambda i: -len(audios[i]))
 
     def batches() -> Iterator[Any]:
-        for start in range(0, len(audios), batch_size):
-            yield torch.from_numpy(log_mel(audios[start : start + batch_size]))
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            yield torch.from_numpy(log_mel([audios[i] for i in chunk]))
 
     def report(done: int) -> None:
         if progress:
             print(f"transcribed {done}/{len(audios)}", file=sys.stderr, flush=True)
 
-    return generate_texts(
+    out = generate_texts(
         model,
         processor,
         batches(),
@@ -105,6 +107,10 @@ def transcribe(
         max_new_tokens=max_new_tokens,
         on_batch=report,
     )
+    texts = [""] * len(order)
+    for text, i in zip(out.texts, order, strict=True):
+        texts[i] = text
+    return Transcription(texts=texts, capped=out.capped)
 
 
 def generate_texts(

@@ -35,7 +35,7 @@ from whisperft.trainer.deepspeed_config import (
     resolve_precision,
     total_steps,
 )
-from whisperft.trainer.evaluation import EvalResult, decode_features, score
+from whisperft.trainer.evaluation import EvalResult, decode_features, decode_order, score
 from whisperft.trainer.job import WorkerJob
 from whisperft.trainer.model.quiet_save import no_save_progress
 from whisperft.trainer.model_prep import checked_prefix, prepare_for_training, uses_encoder_cache
@@ -410,6 +410,9 @@ class Worker:
 
         fs = self.eval_sets[split]
         all_idx = list(range(len(fs)))
+        # Clips of like length share a batch, so a batch's greedy decode is not held to
+        # its one long utterance; texts are put back in split order below.
+        by_length = decode_order(fs.meta)
         t, m = self.cfg.training, self.cfg.model
         common = dict(
             language=self.token_language,
@@ -424,24 +427,25 @@ class Worker:
                 assert self.eval_model is not None
                 _load_consolidated(self.eval_model, state_dict)
                 texts, capped = decode_features(
-                    self.eval_model, self.processor, fs.features, all_idx, **common
+                    self.eval_model, self.processor, fs.features, by_length, **common
                 )
                 result = [(texts, capped)]
             dist.broadcast_object_list(result, src=0)
-            texts, capped = result[0]
+            sorted_texts, capped = result[0]
+            texts_at = dict(zip(by_length, sorted_texts, strict=True))
         else:
-            mine = all_idx[self.rank :: self.world]
+            mine = by_length[self.rank :: self.world]
             texts_mine, capped_mine = decode_features(
                 self.whisper, self.processor, fs.features, mine, **common
             )
             gathered: list[Any] = [None] * self.world
             dist.all_gather_object(gathered, (mine, texts_mine, capped_mine))
-            by_index: dict[int, str] = {}
+            texts_at = {}
             capped = 0
             for idx, txts, c in gathered:
-                by_index.update(zip(idx, txts, strict=True))
+                texts_at.update(zip(idx, txts, strict=True))
                 capped += c
-            texts = [by_index[i] for i in all_idx]
+        texts = [texts_at[i] for i in all_idx]
         ids = [m_.get("id", str(i)) for i, m_ in enumerate(fs.meta)]
         # Scored in the speech's own language (normaliser, CER), whatever token decoded it.
         return score(fs.sentences, texts, ids, m.language, capped)

@@ -55,3 +55,39 @@ def test_dither_falls_back_to_the_library() -> None:
 
 def test_empty_batch() -> None:
     assert LogMel(WhisperFeatureExtractor())([]).shape == (0, 80, 3000)
+
+
+def test_feature_cache_batches_in_order_and_keeps_durations(tmp_path: Path) -> None:
+    from collections import Counter
+
+    from whisperft.trainer.data.example import Example
+    from whisperft.trainer.data.features import build_feature_set
+    from whisperft.trainer.evaluation import decode_order
+
+    fe = WhisperFeatureExtractor()
+    rng = np.random.default_rng(1)
+    seconds = [0.5 + (i * 7 % 11) * 0.3 for i in range(37)]  # 37: two full batches and a rest
+    examples = [
+        Example(
+            audio=(rng.standard_normal(int(s * 16000)) * 0.1).astype(np.float32),
+            sentence=f"clip {i}",
+            meta={"id": str(i), "path": f"{i}.wav", "speaker": "s", "split": "test"},
+        )
+        for i, s in enumerate(seconds)
+    ]
+    fs = build_feature_set(
+        cache_root=tmp_path,
+        key="k",
+        examples=iter(examples),
+        skipped=Counter(),
+        extract=LogMel(fe),
+        labels_for=lambda s: [len(s)],
+        batch_size=16,
+    )
+    assert len(fs) == 37 and fs.sentences == [e.sentence for e in examples]
+    ref = _library(fe, [examples[i].audio for i in (0, 16, 36)])
+    assert np.abs(np.asarray(fs.features[[0, 16, 36]], np.float32) - ref).max() < 2e-3  # float16
+    assert [float(m["seconds"]) for m in fs.meta] == pytest.approx(seconds, abs=1e-3)
+    order = decode_order(fs.meta)
+    assert sorted(order) == list(range(37))
+    assert [seconds[i] for i in order] == sorted(seconds, reverse=True)

@@ -25,7 +25,7 @@ import numpy as np
 
 from whisperft.trainer import cache_prune
 
-FEATURE_CACHE_VERSION = 1
+FEATURE_CACHE_VERSION = 2  # 2: meta holds each clip's seconds
 
 
 @dataclass
@@ -137,8 +137,9 @@ def build_feature_set(
                 out.write(feats.tobytes())
                 for ex in chunk:
                     labels.append(labels_for(ex.sentence))
-                    meta.append({**ex.meta, "sentence": ex.sentence})
-                    total_s += len(ex.audio) / 16000.0
+                    seconds = len(ex.audio) / 16000.0
+                    meta.append({**ex.meta, "sentence": ex.sentence, "seconds": f"{seconds:.3f}"})
+                    total_s += seconds
                 n += len(chunk)
         if n == 0:
             reasons = ", ".join(f"{k}={v}" for k, v in sorted(skipped.items())) or "none"
