@@ -101,6 +101,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="also run ours with 1 worker per pair (default on; quick: off)",
     )
+    ap.add_argument(
+        "--quality-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra --set for our full variant (the quality point's recipe; repeatable)",
+    )
     ap.add_argument("--no-micro", action="store_true", help="skip the figure 3/4 micro-benchmarks")
     ap.add_argument("--no-ct2", action="store_true", help="skip the CTranslate2 decode")
     ap.add_argument("--warm-features", action="store_true", help="reuse our feature cache")
@@ -247,6 +254,8 @@ def run_ours(
         (cache / "models").symlink_to(real / "models")
         env["WHISPERFT_CACHE"] = str(cache)
     sets = ours_overrides(settings(args), variant, workers, name, out)
+    if variant == "full":
+        sets += args.quality_set  # later --set wins
     cmd = [sys.executable, "-m", "whisperft", "train", args.config, "--no-progress"]
     for s in sets:
         cmd += ["--set", s]
@@ -368,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "settings": settings(args),
         "variants": args.variants,
+        "quality_set": args.quality_set,
         "pairs": args.pairs,
         "scaling": args.scaling,
         "runs": runs,

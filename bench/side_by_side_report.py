@@ -206,6 +206,8 @@ def summarize(
     for key, variant in POINTS.items():
         a = agg.get(variant)
         point = {"variant": variant, "wall_ratio": None, "wer_ours": None, "wer_reference": None}
+        if variant == "full":  # our recipe for the quality point, beyond full fine-tuning
+            point["ours_set"] = record.get("quality_set") or []
         if a is None:
             reasons[key] = (
                 f"variant {variant!r} not run (--variants {','.join(record['variants'])})"
@@ -292,6 +294,10 @@ def markdown(record: dict[str, Any], summary: dict[str, Any]) -> str:
         + (" (quick: a smoke test, not a measurement)" if record["quick"] else ""),
         "",
         "Settings: " + ", ".join(f"{k} {v}" for k, v in record["settings"].items()) + ".",
+        "",
+        "Our `full` variant adds: "
+        + (", ".join(f"`{x}`" for x in record.get("quality_set") or []) or "nothing")
+        + ".",
         "",
         "| variant | side | runs | wall s | test WER before | after | train samples/s | peak tree RSS MB |",
         "|---|---|---|---|---|---|---|---|",
