@@ -366,8 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         for variant in args.variants:
             done(run_ours(args, work, variant, pair, args.workers))
             done(run_reference(args, work, variant, pair))
-        if args.scaling and args.workers > 1:
-            done(run_ours(args, work, "frozen", pair, 1))
+        if args.scaling:  # figure 5: the other of 1 and 2 workers, same global batch
+            done(run_ours(args, work, "frozen", pair, 2 if args.workers == 1 else 1))
     micro = None if args.no_micro else run_micro(args, work)
     record = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),

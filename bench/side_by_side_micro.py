@@ -120,18 +120,27 @@ def eval_bench(cfg: Any, prep: Any, audios: list[Any], *, ct2: bool) -> dict[str
         "torch_threads": torch.get_num_threads(),
     }
 
+    from whisperft.trainer.precision import autocast, cpu_fast_bf16, resolve
+
+    # In the precision the job evaluates in (bf16 autocast on a CPU with bf16 hardware).
+    precision = resolve(t.precision, cuda=False, gpu_bf16=False, cpu_bf16=cpu_fast_bf16())
+
+    def decode(indices: list[int]) -> tuple[list[str], int]:
+        with autocast(precision):
+            return decode_features(
+                model,
+                processor,
+                test.features,
+                indices,
+                language=lang,
+                task=task,
+                batch_size=t.eval_batch_size,
+                max_new_tokens=t.max_new_tokens,
+            )
+
     t0 = time.perf_counter()
     order = decode_order(test.meta)  # as the job's evaluation: longest clip first
-    sorted_hyps, capped = decode_features(
-        model,
-        processor,
-        test.features,
-        order,
-        language=lang,
-        task=task,
-        batch_size=t.eval_batch_size,
-        max_new_tokens=t.max_new_tokens,
-    )
+    sorted_hyps, capped = decode(order)
     sec = time.perf_counter() - t0
     hyps = [""] * n
     for h, i in zip(sorted_hyps, order, strict=True):
@@ -139,22 +148,14 @@ def eval_bench(cfg: Any, prep: Any, audios: list[Any], *, ct2: bool) -> dict[str
     res = score(test.sentences, hyps, [m["id"] for m in test.meta], lang, capped)
     out["ours"] = {
         "path": "trainer.evaluation.decode_features (batched greedy generate, longest first)",
+        "precision": precision,
         "seconds": round(sec, 3),
         "utterances_per_s": n / sec,
         "wer": res.wer,
     }
     # The same decode in split order: what ordering by length buys.
     t0 = time.perf_counter()
-    unsorted, _ = decode_features(
-        model,
-        processor,
-        test.features,
-        list(range(n)),
-        language=lang,
-        task=task,
-        batch_size=t.eval_batch_size,
-        max_new_tokens=t.max_new_tokens,
-    )
+    unsorted, _ = decode(list(range(n)))
     sec = time.perf_counter() - t0
     out["ours_split_order"] = {
         "seconds": round(sec, 3),

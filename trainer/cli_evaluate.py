@@ -62,6 +62,15 @@ def add_parser(subparsers: Any) -> None:
         "--max-new-tokens", type=int, default=128, metavar="N", help="decode cap per utterance"
     )
     parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help=(
+            "hf engine on the CPU: bf16 decodes under bf16 autocast; auto (default) does so "
+            "where the CPU multiplies bf16 in hardware (AMX, AVX512-BF16), else fp32"
+        ),
+    )
+    parser.add_argument(
         "--json", dest="json_out", default=None, metavar="OUT", help="write the full result here"
     )
     parser.set_defaults(func=run)
@@ -95,6 +104,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError("--batch-size, --limit and --max-new-tokens must be positive")
     started = time.monotonic()
     engine = getattr(args, "engine", "hf")
+    precision: str | None = None
     if engine == "ct2":
         from whisperft.trainer.ct2_transcribe import load_ct2, transcribe_ct2
 
@@ -141,22 +151,29 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             max_new_tokens=args.max_new_tokens,
         )
     else:
-        result = transcribe(
-            loaded.model,
-            loaded.processor,
-            audios,
-            language=language,
-            task=args.task,
-            batch_size=args.batch_size,
-            max_new_tokens=args.max_new_tokens,
-            progress=sys.stderr.isatty(),
+        from whisperft.trainer.precision import autocast, cpu_fast_bf16, resolve
+
+        precision = resolve(
+            getattr(args, "precision", "auto"), cuda=False, gpu_bf16=False, cpu_bf16=cpu_fast_bf16()
         )
+        with autocast(precision):
+            result = transcribe(
+                loaded.model,
+                loaded.processor,
+                audios,
+                language=language,
+                task=args.task,
+                batch_size=args.batch_size,
+                max_new_tokens=args.max_new_tokens,
+                progress=sys.stderr.isatty(),
+            )
     references = [example.sentence for example in split.examples]
     normalise = normalizer_for(speech_language)
     scores = score_texts(references, result.texts, speech_language)
     return {
         "model": args.model,
         "engine": engine,
+        "precision": precision,  # None for ct2 (its compute type is the export's)
         "model_path": str(model_path),
         "multilingual": multilingual,
         "data": args.data,

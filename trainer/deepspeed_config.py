@@ -17,18 +17,14 @@ from functools import partial
 from typing import Any
 
 from whisperft.trainer.config import TrainConfig
+from whisperft.trainer.precision import AMP_BF16, resolve
 
 
-def resolve_precision(cfg: TrainConfig, *, cuda: bool, bf16_supported: bool) -> str:
-    """The precision a run actually uses: fp32 on CPU whatever was asked."""
-    asked = cfg.training.precision
-    if not cuda:
-        return "fp32"
-    if asked == "auto":
-        return "bf16" if bf16_supported else "fp16"
-    if asked == "bf16" and not bf16_supported:
-        raise ValueError("precision bf16 was asked but this GPU has no bf16 support; use fp16")
-    return asked
+def resolve_precision(
+    cfg: TrainConfig, *, cuda: bool, bf16_supported: bool, cpu_bf16: bool = False
+) -> str:
+    """The precision a run actually uses (see trainer.precision.resolve)."""
+    return resolve(cfg.training.precision, cuda=cuda, gpu_bf16=bf16_supported, cpu_bf16=cpu_bf16)
 
 
 def total_steps(cfg: TrainConfig, *, n_train: int, world_size: int) -> int:
@@ -122,6 +118,9 @@ def build_deepspeed_config(
         "wall_clock_breakdown": False,
         "zero_allow_untested_optimizer": True,
     }
+    if precision == AMP_BF16:
+        # CPU mixed precision: fp32 weights and optimizer, bf16 matrix products in forward.
+        config["torch_autocast"] = {"enabled": True, "dtype": "bfloat16"}
     if ds.offload_optimizer and not cuda:
         # DeepSpeedCPUAdam needs a compiled op; plain AdamW works with offload on CPU.
         config["zero_force_ds_cpu_optimizer"] = False

@@ -67,17 +67,20 @@ class TailModel(nn.Module):
         )
 
 
-def cache_dir_for(root: Path, model_dir: str, features_path: str, k: int) -> Path:
+def cache_dir_for(
+    root: Path, model_dir: str, features_path: str, k: int, *, precision: str = "fp32"
+) -> Path:
     """Keyed by the model's files (name, size, mtime), not only its path: a model
     directory overwritten in place (a re-imported export on a claim) must not
-    reuse states computed from the old weights."""
+    reuse states computed from the old weights; and by the precision they were
+    computed in (a bf16-autocast run's states are not an fp32 run's)."""
     files = sorted(
         (p.name, p.stat().st_size, p.stat().st_mtime_ns)
         for p in Path(model_dir).iterdir()
         if p.is_file()
     )
     key = hashlib.sha256(
-        json.dumps([str(model_dir), files, str(features_path), k]).encode()
+        json.dumps([str(model_dir), files, str(features_path), k, precision]).encode()
     ).hexdigest()[:16]
     return root / f"encoder-{key}"
 

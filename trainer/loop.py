@@ -130,6 +130,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         "best_eval_wer": state.best_wer,
         "best_step": state.best_step,
         "samples_per_second": (state.samples_seen - seen0) / max(train_s, 1e-9),
+        "precision": w.precision,
         **peak_memory_mb(w.cuda),
     }
     last_ckpt = w.save(state, dict(metrics))

@@ -49,6 +49,7 @@ RESULT_METRICS = (
     "best_step",
     "capped_after",
     "lora",  # None for a full fine-tune
+    "precision",  # what training.precision resolved to: fp32, bf16, fp16, amp-bf16 (CPU autocast)
 )
 
 

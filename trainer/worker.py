@@ -40,6 +40,7 @@ from whisperft.trainer.job import WorkerJob
 from whisperft.trainer.model.quiet_save import no_save_progress
 from whisperft.trainer.model_prep import checked_prefix, prepare_for_training, uses_encoder_cache
 from whisperft.trainer.node_lock import node_lock
+from whisperft.trainer.precision import autocast, cpu_fast_bf16
 from whisperft.trainer.progress import Progress, sink_from_env
 from whisperft.trainer.telemetry import EVENTS_DIR, Telemetry
 
@@ -62,7 +63,10 @@ class Worker:
             torch.device("cuda", torch.cuda.current_device()) if self.cuda else torch.device("cpu")
         )
         self.precision = resolve_precision(
-            self.cfg, cuda=self.cuda, bf16_supported=self.cuda and torch.cuda.is_bf16_supported()
+            self.cfg,
+            cuda=self.cuda,
+            bf16_supported=self.cuda and torch.cuda.is_bf16_supported(),
+            cpu_bf16=not self.cuda and cpu_fast_bf16(),
         )
         self.run_dir = job.run_dir
         rt = self.cfg.runtime
@@ -146,19 +150,25 @@ class Worker:
 
         k = ec.frozen_prefix_layers(model, self.cfg.training.train_top_encoder_layers)
         out = ec.cache_dir_for(
-            self.job.encoder_cache_root, str(self.job.model_dir), str(self.job.train_features), k
+            self.job.encoder_cache_root,
+            str(self.job.model_dir),
+            str(self.job.train_features),
+            k,
+            precision=self.precision,
         )
         tic = time.perf_counter()
-        if self.cfg.runtime.shared_scratch:
-            ec.build_sharded(
-                model, self.train_set.features, out, k=k, rank=self.rank, world=self.world
-            )
-            parts = self.world
-        else:
-            # Pods without a shared claim: each node builds the whole cache once, as one part.
-            with node_lock(out.parent / f".{out.name}.lock"):
-                ec.build_sharded(model, self.train_set.features, out, k=k, rank=0, world=1)
-            parts = 1
+        # The states are computed in the precision the run trains in.
+        with autocast(self.precision):
+            if self.cfg.runtime.shared_scratch:
+                ec.build_sharded(
+                    model, self.train_set.features, out, k=k, rank=self.rank, world=self.world
+                )
+                parts = self.world
+            else:
+                # Pods without a shared claim: each node builds the whole cache once, as one part.
+                with node_lock(out.parent / f".{out.name}.lock"):
+                    ec.build_sharded(model, self.train_set.features, out, k=k, rank=0, world=1)
+                parts = 1
         dist.barrier()
         cache_prune.touch(out)
         self.states = ec.CachedStates(out, parts, len(self.train_set))
@@ -414,30 +424,33 @@ class Worker:
         # its one long utterance; texts are put back in split order below.
         by_length = decode_order(fs.meta)
         t, m = self.cfg.training, self.cfg.model
-        common = dict(
-            language=self.token_language,
-            task=m.task,
-            batch_size=t.eval_batch_size,
-            max_new_tokens=t.max_new_tokens,
-        )
+
+        def decode(model: Any, indices: list[int]) -> tuple[list[str], int]:
+            with autocast(self.precision):  # the arithmetic the run trains in
+                return decode_features(
+                    model,
+                    self.processor,
+                    fs.features,
+                    indices,
+                    language=self.token_language,
+                    task=m.task,
+                    batch_size=t.eval_batch_size,
+                    max_new_tokens=t.max_new_tokens,
+                )
+
         if self.zero3:
             state_dict = self.engine._zero3_consolidated_16bit_state_dict()  # collective
             result: list[Any] = [None]
             if self.rank == 0:
                 assert self.eval_model is not None
                 _load_consolidated(self.eval_model, state_dict)
-                texts, capped = decode_features(
-                    self.eval_model, self.processor, fs.features, by_length, **common
-                )
-                result = [(texts, capped)]
+                result = [decode(self.eval_model, by_length)]
             dist.broadcast_object_list(result, src=0)
             sorted_texts, capped = result[0]
             texts_at = dict(zip(by_length, sorted_texts, strict=True))
         else:
             mine = by_length[self.rank :: self.world]
-            texts_mine, capped_mine = decode_features(
-                self.whisper, self.processor, fs.features, mine, **common
-            )
+            texts_mine, capped_mine = decode(self.whisper, mine)
             gathered: list[Any] = [None] * self.world
             dist.all_gather_object(gathered, (mine, texts_mine, capped_mine))
             texts_at = {}

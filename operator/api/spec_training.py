@@ -165,7 +165,12 @@ class TrainingSpec(ApiModel):
         "linear", description="Decay after warm-up: linear, cosine or constant."
     )
     precision: Precision = Field(
-        "auto", description="auto (bf16 where the GPU has it), fp32, bf16 or fp16."
+        "auto",
+        description=(
+            "auto, fp32, bf16 or fp16. On GPUs auto is bf16 where the GPU has it, else fp16. On "
+            "CPUs bf16 is autocast over fp32 weights and optimizer, and auto picks it where the "
+            "CPU multiplies bf16 in hardware (AMX, AVX512-BF16), else fp32; fp16 trains in fp32."
+        ),
     )
     gradient_checkpointing: bool = Field(
         False,

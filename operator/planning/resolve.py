@@ -88,8 +88,9 @@ def plan_input(
         gradient_checkpointing=t.gradient_checkpointing,
         freeze_encoder=t.freeze_encoder,
         train_top_encoder_layers=t.train_top_encoder_layers,
-        # CPU workers train in fp32 (auto picks a 16-bit type only on GPUs).
-        precision="fp32" if gpu_memory_gib is None and t.precision == "auto" else t.precision,
+        # CPU workers keep fp32 weights, gradients and optimizer whatever was asked (bf16
+        # there is autocast, whose bf16 activations the fp32 plan bounds from above).
+        precision="fp32" if gpu_memory_gib is None else t.precision,
         gpu_memory_gib=gpu_memory_gib,
         pod_memory_gib=pod_memory_gib,
         explicit=explicit,

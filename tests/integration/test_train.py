@@ -125,6 +125,10 @@ def test_short_run_zero3_end_to_end(tmp_path: Path) -> None:
     assert results["data"]["train"]["n"] == 32 and results["data"]["test"]["n"] == 8
     assert results["job_wall_seconds"] > 0 and results["peak_rss_mb_rank0"] > 100
     assert results["config"]["runtime"]["deepspeed"]["stage"] == 3
+    # precision auto on a CPU: bf16 autocast where the CPU has bf16 hardware, else fp32
+    from whisperft.trainer.precision import cpu_fast_bf16
+
+    assert results["precision"] == ("amp-bf16" if cpu_fast_bf16() else "fp32")
     assert (out / "training.png").stat().st_size > 10_000
     steps = [ckpt.step_of(Path(p)) for p in results["checkpoints"]]
     assert steps == [2, 1]
@@ -175,9 +179,10 @@ def test_restart_resumes_at_saved_step_with_same_optimizer_state(tmp_path: Path)
     """The operator's retry: a brand-new run on the same storage path and name.
 
     The newest checkpoint is then truncated, so the new run must fall back to
-    the previous complete one, with a warning, and still finish.
+    the previous complete one, with a warning, and still finish. In fp32, so
+    that path runs on a CPU whose auto precision is bf16 autocast too.
     """
-    first = train(write_config(tmp_path, "rs", maxSteps=4, saveEvery=2))
+    first = train(write_config(tmp_path, "rs", maxSteps=4, saveEvery=2, precision="fp32"))
     assert first.returncode == 0
     rd = run_dir(tmp_path, "rs")
     saved = {
@@ -188,7 +193,7 @@ def test_restart_resumes_at_saved_step_with_same_optimizer_state(tmp_path: Path)
     # damage the newest checkpoint: a truncated optimizer shard
     shard = next((rd / ckpt.dir_name(4) / ckpt.DS_TAG).glob("*optim_states.pt"))
     shard.write_bytes(shard.read_bytes()[:100])
-    second = train(write_config(tmp_path, "rs", maxSteps=6, saveEvery=2))
+    second = train(write_config(tmp_path, "rs", maxSteps=6, saveEvery=2, precision="fp32"))
     assert second.returncode == 0
     assert "skipping checkpoint" in second.stdout + second.stderr
     state = state_of(rd)
@@ -199,11 +204,12 @@ def test_restart_resumes_at_saved_step_with_same_optimizer_state(tmp_path: Path)
     assert saved[2]["optim_fingerprint"] != 0.0
     # A finished run started again (a retry after KubeRay reported a failure late)
     # resumes at its last step, trains nothing and still reports its results.
-    third = train(write_config(tmp_path, "rs", maxSteps=6, saveEvery=2))
+    third = train(write_config(tmp_path, "rs", maxSteps=6, saveEvery=2, precision="fp32"))
     assert third.returncode == 0
     assert [e["step"] for e in resumed_events(state_of(rd))] == [2]
     assert "resumed from checkpoint_step_00000006 at step 6/6" in third.stdout + third.stderr
-    assert json.loads((tmp_path / "out" / "rs" / "results.json").read_text())["steps"] == 6
+    final = json.loads((tmp_path / "out" / "rs" / "results.json").read_text())
+    assert final["steps"] == 6 and final["precision"] == "fp32"
 
 
 def _train_workers() -> list[psutil.Process]:

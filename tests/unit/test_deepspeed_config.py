@@ -105,7 +105,23 @@ def test_overrides_merge_last() -> None:
 
 
 def test_precision_resolution() -> None:
-    assert resolve_precision(cfg(precision="bf16"), cuda=False, bf16_supported=False) == "fp32"
+    # CPU: bf16 is autocast over fp32 weights; auto takes it only where the CPU has bf16 hardware.
+    assert resolve_precision(cfg(precision="bf16"), cuda=False, bf16_supported=False) == "amp-bf16"
+    assert resolve_precision(cfg(precision="auto"), cuda=False, bf16_supported=False) == "fp32"
+    assert (
+        resolve_precision(cfg(precision="auto"), cuda=False, bf16_supported=False, cpu_bf16=True)
+        == "amp-bf16"
+    )
+    assert (
+        resolve_precision(cfg(precision="fp32"), cuda=False, bf16_supported=False, cpu_bf16=True)
+        == "fp32"
+    )
+    assert (
+        resolve_precision(cfg(precision="fp16"), cuda=False, bf16_supported=False, cpu_bf16=True)
+        == "fp32"
+    )
+    # A GPU never gets autocast: DeepSpeed's own 16-bit modes.
+    assert resolve_precision(cfg(precision="bf16"), cuda=True, bf16_supported=True) == "bf16"
     assert resolve_precision(cfg(precision="auto"), cuda=True, bf16_supported=True) == "bf16"
     assert resolve_precision(cfg(precision="auto"), cuda=True, bf16_supported=False) == "fp16"
     with pytest.raises(ValueError, match="no bf16 support"):
@@ -116,3 +132,13 @@ def test_total_steps_from_epochs() -> None:
     c = train_config(training={"epochs": 2, "batchSizePerWorker": 5})
     assert total_steps(c, n_train=100, world_size=2) == 20
     assert total_steps(cfg(), n_train=1, world_size=64) == 100
+
+
+def test_cpu_amp_bf16_is_deepspeed_torch_autocast_over_fp32() -> None:
+    c = build_deepspeed_config(cfg(), world_size=1, precision="amp-bf16", cuda=False)
+    assert c["torch_autocast"] == {"enabled": True, "dtype": "bfloat16"}
+    assert c["bf16"] == {"enabled": False} and c["fp16"]["enabled"] is False
+    for p in ("fp32", "bf16", "fp16"):
+        assert "torch_autocast" not in build_deepspeed_config(
+            cfg(), world_size=1, precision=p, cuda=p != "fp32"
+        )
