@@ -24,7 +24,7 @@ Read for one machine:
   spec.dataset.path        a local directory, or bundled:en / bundled:sw
   spec.output.location     where the outputs go (default runs/<metadata.name>);
                            checkpoints in its checkpoints/, and a run started again resumes
-  spec.training.deepspeed  explicit stage, or auto: the operator's planner decides (CPU: ZeRO-2)
+  spec.training.deepspeed  explicit stage, or auto: the operator's planner decides (CPU: ZeRO-0 for one worker, else ZeRO-2)
 Outputs: model/ (HF format), results.json, training.png, hypotheses.json.
 
 Examples:

@@ -3,9 +3,11 @@ resource's own fields read for one machine instead of a cluster.
 
 - `spec.resources.workers` Ray workers; with an accelerator, `gpusPerWorker`
   GPUs each (one Ray Train worker per GPU), which this machine must have;
-  `spec.resources.cpu` CPUs per worker (default 1).
+  `spec.resources.cpu` CPUs per worker (unset: this machine's cores divided
+  among the workers, so a single worker uses them all).
 - The ZeRO stage: the spec's when explicit; with `mode: auto` the operator's
-  own planner decides, against this machine's GPU memory (CPU: ZeRO-2).
+  own planner decides, against this machine's GPU memory (CPU: ZeRO-0 for
+  one worker, ZeRO-2 for more).
 - `spec.dataset.path` as a local directory or bundled:en / bundled:sw.
 - Outputs in `spec.output.location`, default `runs/<metadata.name>`;
   checkpoints in its `checkpoints/` (a run started again with the same name
@@ -16,6 +18,7 @@ resource's own fields read for one machine instead of a cluster.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,10 +46,19 @@ def local_gpus() -> tuple[int, float | None]:
     return n, torch.cuda.get_device_properties(0).total_memory / 1024**3
 
 
+def local_cpus() -> int:
+    """The cores this process may run on (its affinity mask, e.g. a container's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def local_runtime(
     resource: WhisperFineTune,
     *,
     gpus: Callable[[], tuple[int, float | None]] = local_gpus,
+    machine_cpus: Callable[[], int] = local_cpus,
 ) -> Runtime:
     spec = resource.spec
     r = spec.resources
@@ -65,9 +77,13 @@ def local_runtime(
             f"{workers} GPUs, this machine has {n_gpus}; for CPU workers use "
             "--set spec.resources.accelerator=null"
         )
-    cpus = float(parse_quantity(r.cpu)) if r.cpu else 1.0
-    if gpus_each:
-        cpus = max(1.0, cpus // gpus_each)
+    if r.cpu:
+        cpus = float(parse_quantity(r.cpu))
+        if gpus_each:
+            cpus = max(1.0, cpus // gpus_each)
+    else:
+        # Unset: the machine's cores shared out, so one worker computes on every core.
+        cpus = max(1.0, float(machine_cpus() // workers))
     plan = plan_memory(plan_input(spec, gpu_memory_gib=gpu_gib, pod_memory_gib=None))
     if not plan.allowed:
         raise ConfigError("will not fit on this machine: " + "; ".join(plan.notes))

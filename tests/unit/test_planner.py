@@ -337,6 +337,11 @@ def test_offloaded_state_must_fit_the_pods_memory() -> None:
 def test_cpu_workers_are_not_planned() -> None:
     plan = plan_memory(PlanInput("openai/whisper-small", 2, 1, 8))
     assert plan.verdict == "cpu-only" and plan.allowed and plan.stage == 2
+    # one CPU worker: nothing to partition, so no ZeRO buffers
+    one = plan_memory(PlanInput("openai/whisper-small", 1, 1, 8))
+    assert one.verdict == "cpu-only" and one.stage == 0
+    explicit = plan_memory(PlanInput("openai/whisper-small", 1, 1, 8, explicit=(2, False, False)))
+    assert explicit.stage == 2
 
 
 def test_more_gpus_never_need_more_memory_per_gpu() -> None:

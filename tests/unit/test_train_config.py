@@ -187,6 +187,21 @@ def test_local_runtime_reads_the_resources(tmp_path: Path) -> None:
     assert (rt.workers, rt.cpus_per_worker, rt.use_gpu) == (3, 2.0, False)
     # deepspeed auto on CPU: the planner's CPU choice.
     assert rt.deepspeed.stage == 2
+    # cpu unset: the machine's cores shared among the workers (one worker gets them all)
+    from whisperft.operator.api.resource import WhisperFineTune
+    from whisperft.trainer.local_runtime import local_runtime
+
+    for workers, cores, each in ((1, 8, 8.0), (2, 8, 4.0), (3, 2, 1.0)):
+        res = WhisperFineTune.model_validate(
+            {
+                "apiVersion": "whisperft.io/v1alpha1",
+                "kind": "WhisperFineTune",
+                "metadata": {"name": "c"},
+                "spec": {**BASE, "resources": {"workers": workers}},
+            }
+        )
+        rt = local_runtime(res, machine_cpus=lambda n=cores: n)  # type: ignore[misc]
+        assert rt.cpus_per_worker == each, (workers, cores)
     gpu = _write(tmp_path, {**BASE, "resources": {"accelerator": "nvidia-l4"}}, "g")
     with pytest.raises(ConfigError, match="this machine has 0"):
         load_config(str(gpu), [])
