@@ -1,9 +1,11 @@
-"""`whisperft train FILE`: run a WhisperFineTune resource on a local Ray (or, in a
-RayJob, on the cluster the operator made for it)."""
+"""`whisperft train FILE`: run a WhisperFineTune resource on this machine (one
+worker in this process, more on a local Ray) or, in a RayJob, on the cluster
+the operator made for it."""
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -18,9 +20,10 @@ FILE is a WhisperFineTune resource, the same file `kubectl apply -f` takes
 `kubectl explain wft.spec` or charts/whisperft/README.md list every field.
 
 Read for one machine:
-  spec.resources.workers   local Ray workers (CPU workers unless an accelerator is named,
-                           then gpusPerWorker GPUs each, which this machine must have)
-  spec.resources.cpu       CPUs per worker (default 1)
+  spec.resources.workers   workers (CPU workers unless an accelerator is named, then
+                           gpusPerWorker GPUs each, which this machine must have); one
+                           trains in this process, more on a local Ray cluster (--launch)
+  spec.resources.cpu       CPUs per worker (default: the machine's cores shared out)
   spec.dataset.path        a local directory, or bundled:en / bundled:sw
   spec.output.location     where the outputs go (default runs/<metadata.name>);
                            checkpoints in its checkpoints/, and a run started again resumes
@@ -61,6 +64,17 @@ def add_parser(sub: Any) -> None:
         "--ray-address",
         metavar="ADDR",
         help="join this Ray cluster ('auto' inside a RayJob); default: start a local Ray",
+    )
+    p.add_argument(
+        "--launch",
+        choices=("auto", "ray", "in-process"),
+        default="auto",
+        help=(
+            "where the workers run: ray starts a local Ray cluster (or joins --ray-address); "
+            "in-process trains one worker in this process (Ray Train's local mode: no Ray "
+            "cluster, no worker retries; a rerun resumes). auto (default): in-process for "
+            "one local worker, ray otherwise"
+        ),
     )
     p.add_argument(
         "--no-progress",
@@ -118,12 +132,20 @@ def run_command(args: argparse.Namespace) -> int:
     from whisperft.trainer.data.errors import DataError
     from whisperft.trainer.main import run
     from whisperft.trainer.model.errors import ModelError
+    from whisperft.trainer.preemption import Preempted
     from whisperft.trainer.storage.errors import StorageError
 
     try:
         # Bars only on a terminal: in a pod (kubectl logs) each frame would be a line.
         progress = not args.no_progress and sys.stderr.isatty()
-        results = run(cfg, ray_address=args.ray_address, progress=progress)
+        results = run(cfg, ray_address=args.ray_address, progress=progress, launch=args.launch)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Preempted as exc:
+        # In-process only (a Ray worker's preemption is Ray Train's failure to handle).
+        print(f"stopped: {exc}; the checkpoint is saved, run the same command to resume")
+        return 128 + signal.SIGTERM
     except (DataError, ModelError) as exc:
         # Bad input found before any worker starts: the message names it. The
         # operator reads exit status 2 as "do not retry".

@@ -19,6 +19,8 @@ class WorkerJob:
     encoder_cache_root: Path
     output_dir: Path
     progress: bool = True
+    # Ray Train's local mode (trainer/launch.py): the worker persists its own checkpoints.
+    in_process: bool = False
 
     # Ray passes `train_loop_config` to the worker function as a dict.
     KEY: ClassVar[str] = "job"

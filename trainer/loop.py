@@ -16,10 +16,14 @@ from whisperft.trainer.worker import Worker, peak_memory_mb
 
 
 def _progress_bar(w: Worker, done: int) -> Any:
-    """A bar the local driver draws (Ray forwards it from rank 0's process)."""
+    """A bar the local driver draws (Ray forwards it from rank 0's process; an
+    in-process run draws its own)."""
     if w.rank != 0:
         return None
-    from ray.experimental.tqdm_ray import tqdm
+    if w.job.in_process:
+        from tqdm.auto import tqdm
+    else:
+        from ray.experimental.tqdm_ray import tqdm
 
     bar = tqdm(desc="training", total=w.steps, unit="step")
     bar.update(done)
@@ -37,7 +41,9 @@ def local_inputs(job: WorkerJob) -> WorkerJob:
     root = job.encoder_cache_root
     with node_lock(root / ".prepare.lock"):
         prep = prepare_data(job.config, progress=False)
-    return prep.job(job.config, job.run_dir, job.output_dir, job.progress)
+    return prep.job(
+        job.config, job.run_dir, job.output_dir, job.progress, in_process=job.in_process
+    )
 
 
 def train_worker(loop_config: dict[str, Any]) -> None:

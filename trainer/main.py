@@ -1,7 +1,8 @@
 """The driver: resolve model and data, cache features, run TorchTrainer, write results.
 
-Locally this starts its own Ray; in a RayJob it joins the cluster
-(``ray_address="auto"``). Either way checkpoints go to
+Locally one worker trains in this process (Ray Train's local mode, see
+trainer/launch.py) and more start their own Ray; in a RayJob it joins the
+cluster (``ray_address="auto"``). Either way checkpoints go to
 ``<runtime.storagePath>/<name>``, so a new run with the same name resumes.
 """
 
@@ -60,7 +61,15 @@ class Prepared:
     splits: dict[str, FeatureSet]  # train / eval / test
     features_root: Path
 
-    def job(self, cfg: TrainConfig, run_dir: Path, output_dir: Path, progress: bool) -> WorkerJob:
+    def job(
+        self,
+        cfg: TrainConfig,
+        run_dir: Path,
+        output_dir: Path,
+        progress: bool,
+        *,
+        in_process: bool = False,
+    ) -> WorkerJob:
         """What the workers get: this model and these features."""
         return WorkerJob(
             config=cfg,
@@ -71,6 +80,7 @@ class Prepared:
             encoder_cache_root=self.features_root,
             output_dir=output_dir,
             progress=progress,
+            in_process=in_process,
         )
 
 
@@ -183,9 +193,21 @@ def quiet_local_workers() -> None:
 
 
 def run(
-    cfg: TrainConfig, *, ray_address: str | None = None, progress: bool = True
+    cfg: TrainConfig,
+    *,
+    ray_address: str | None = None,
+    progress: bool = True,
+    launch: str = "auto",
 ) -> dict[str, Any]:
-    """Fine-tune per ``cfg``; returns (and writes) the results dict."""
+    """Fine-tune per ``cfg``; returns (and writes) the results dict.
+
+    ``launch`` (trainer.launch): ``auto`` trains one local worker in this process
+    and starts (or, with ``ray_address``, joins) a Ray cluster otherwise.
+    """
+    from whisperft.trainer.launch import in_process
+
+    s = cfg.runtime
+    here = in_process(launch, ray_address=ray_address, workers=s.workers)  # ConfigError first
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -194,7 +216,6 @@ def run(
     from whisperft.trainer.plots import plot_history
 
     t0 = time.perf_counter()
-    s = cfg.runtime
     storage = Path(s.storage_path).resolve()
     out_dir = Path(s.output_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -230,7 +251,9 @@ def run(
         **({} if progress else {"HF_HUB_DISABLE_PROGRESS_BARS": "1"}),
         **{k: v for k, v in os.environ.items() if k.startswith("WHISPERFT_")},
     }
-    if not ray.is_initialized():
+    if here:
+        pass  # Ray Train's local mode: no Ray cluster, the loop runs below in this process
+    elif not ray.is_initialized():
         if ray_address:
             ray.init(
                 address=ray_address,
@@ -250,18 +273,23 @@ def run(
                 },
                 logging_level=logging.WARNING,
             )
-    job = prep.job(cfg, run_dir, out_dir, progress)
-    trainer = TorchTrainer(
-        train_worker,
-        train_loop_config=job.as_loop_config(),
-        scaling_config=ScalingConfig(
+    job = prep.job(cfg, run_dir, out_dir, progress, in_process=here)
+    scaling = (
+        ScalingConfig(num_workers=0, use_gpu=s.use_gpu)  # local mode: this process trains
+        if here
+        else ScalingConfig(
             num_workers=s.workers,
             use_gpu=s.use_gpu,
             resources_per_worker={
                 "CPU": s.cpus_per_worker,
                 **({"GPU": s.gpus_per_worker} if s.use_gpu else {}),
             },
-        ),
+        )
+    )
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config=job.as_loop_config(),
+        scaling_config=scaling,
         torch_config=TorchConfig(backend="nccl" if s.use_gpu else "gloo"),
         run_config=RunConfig(
             name=cfg.name,
@@ -274,7 +302,7 @@ def run(
     (out_dir / ckpt.FINAL_METRICS).unlink(missing_ok=True)  # an earlier run's, never this one's
     if s.output_uri:
         outputs.clear_final_metrics(s.output_uri)
-    result = trainer.fit()
+    result = _fit_in_process(trainer, threads=s.cpus_per_worker) if here else trainer.fit()
     wall = time.perf_counter() - t0
     checkpoints, state = _checkpoints_after(s, run_dir)
     final = outputs.final_metrics(out_dir, s.output_uri)
@@ -323,6 +351,25 @@ def run(
     if s.output_uri:
         outputs.upload_results(out_dir, s.output_uri)
     return results
+
+
+def _fit_in_process(trainer: Any, *, threads: float) -> Any:
+    """``trainer.fit()`` in Ray Train's local mode: a one-rank process group on
+    loopback, the worker's thread count and SIGTERM handler set here (Ray's worker
+    setup does both for an actor)."""
+    import torch
+
+    from whisperft.trainer import preemption
+    from whisperft.trainer.launch import single_rank_env
+
+    preemption.install_handler()
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(threads)))
+    try:
+        with single_rank_env():
+            return trainer.fit()
+    finally:
+        torch.set_num_threads(before)
 
 
 def _checkpoints_after(s: Runtime, run_dir: Path) -> tuple[list[str], ckpt.TrainerState | None]:

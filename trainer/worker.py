@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from whisperft.languages import token_language
-from whisperft.trainer import cache_prune, lora, rng_state, safe_load
+from whisperft.trainer import cache_prune, heap, lora, rng_state, safe_load
 from whisperft.trainer import checkpoint as ckpt
 from whisperft.trainer.checkpoint_bucket import BucketCheckpoints
 from whisperft.trainer.config import TrainConfig
@@ -132,6 +132,10 @@ class Worker:
             if "scheduler" in ds_config
             else (lambda opt: LambdaLR(opt, schedule)),
         )
+        if self.world == 1 and self.cfg.zero_stage == 0:
+            # One rank: the all-reduce is the identity, yet DeepSpeed would still copy every
+            # gradient into a flat bucket for it (as much memory again as the gradients).
+            self.engine.enable_backward_allreduce = False
         self.zero3 = self.cfg.zero_stage == 3
         # ZeRO-3 evaluates a plain copy on rank 0 (see module docstring).
         self.eval_model = (
@@ -171,6 +175,7 @@ class Worker:
                 parts = 1
         dist.barrier()
         cache_prune.touch(out)
+        heap.release()
         self.states = ec.CachedStates(out, parts, len(self.train_set))
         self.say(
             f"frozen encoder prefix ({k} layers) cached for {len(self.train_set)} examples in {time.perf_counter() - tic:.0f} s"
@@ -392,6 +397,7 @@ class Worker:
             state.epoch = pos.epoch
         state.step += 1
         state.samples_seen += self.cfg.micro_batch * self.cfg.grad_accum * self.world
+        heap.release()  # the step's activations and optimizer temporaries (trainer/heap.py)
         return self._mean_across_ranks(sum(losses) / len(losses))
 
     def preemption_requested(self) -> bool:
@@ -458,6 +464,7 @@ class Worker:
             for idx, txts, c in gathered:
                 texts_at.update(zip(idx, txts, strict=True))
                 capped += c
+        heap.release()
         texts = [texts_at[i] for i in all_idx]
         ids = [m_.get("id", str(i)) for i, m_ in enumerate(fs.meta)]
         # Scored in the speech's own language (normaliser, CER), whatever token decoded it.
@@ -475,14 +482,18 @@ class Worker:
             # A finished run started again: its final checkpoint already holds this step.
             train.report(metrics)
             return str(existing)
-        with tempfile.TemporaryDirectory(prefix="whisperft-ckpt-") as tmp:
-            d = Path(tmp)
-            self._write_checkpoint(d, state)
-            train.report(
-                metrics,
-                checkpoint=train.Checkpoint.from_directory(str(d)),
-                checkpoint_dir_name=name,
-            )
+        if self.job.in_process:
+            self._save_in_place(state, name)
+            train.report(metrics)
+        else:
+            with tempfile.TemporaryDirectory(prefix="whisperft-ckpt-") as tmp:
+                d = Path(tmp)
+                self._write_checkpoint(d, state)
+                train.report(
+                    metrics,
+                    checkpoint=train.Checkpoint.from_directory(str(d)),
+                    checkpoint_dir_name=name,
+                )
         if self.rank == 0:
             ckpt.prune(
                 self.run_dir,
@@ -490,6 +501,22 @@ class Worker:
                 best_step=state.best_step,
             )
         return str(self.run_dir / name)
+
+    def _save_in_place(self, state: ckpt.TrainerState, name: str) -> None:
+        """In-process (Ray Train's local mode persists nothing): written beside the
+        run's checkpoints and committed by one rename, so a cut-off save leaves only
+        a hidden partial directory, never a checkpoint that looks complete."""
+        import shutil
+
+        partial = self.run_dir / f".{name}.partial"
+        for stale in self.run_dir.glob(".*.partial"):  # saves cut off earlier (one writer here)
+            shutil.rmtree(stale, ignore_errors=True)
+        partial.mkdir(parents=True)
+        self._write_checkpoint(partial, state)
+        target = self.run_dir / name
+        if target.exists():  # an incomplete one (a complete one returned early in save)
+            shutil.rmtree(target)
+        partial.rename(target)
 
     def _write_checkpoint(self, d: Path, state: ckpt.TrainerState) -> None:
         """This rank's part of a checkpoint into the local directory ``d``, manifest last."""
