@@ -10,12 +10,15 @@ predict_with_generate), A B A B ..., for every variant:
   full    ours: freezeEncoder false; reference: full fine-tune (the quality point)
 
 Same model (converted bundled tiny.en), data (bundled English corpus), steps, global
-batch (ours: workers x batchSizePerWorker; the reference: one process), learning rate,
+batch (ours: workers x batchSizePerWorker, one worker by default, which trains in the
+`whisperft train` process itself; the reference: one process), learning rate,
 linear schedule, warm-up, greedy decoding cap and batch, and the same scorer
 (whisperft.trainer.metrics). Our feature cache starts empty on every run (a fresh
 WHISPERFT_CACHE holding only the converted models), as the reference computes its
 features every time. Wall time and the peak RSS of the whole process tree (children
-included: Ray's processes and workers) are measured here by polling psutil.
+included: Ray's processes and workers, where a run has them) are measured here by
+polling psutil: summed RSS, which counts a shared library's pages once per process
+that maps them, and PSS, which splits them among those processes.
 
 Also: feature extraction and evaluation micro-benchmarks (bench/side_by_side_micro.py),
 1 Ray worker against 2 (frozen variant, same global batch) and our job's time split
@@ -51,7 +54,7 @@ BENCH = REPO / "bench"
 FULL = {
     "max_steps": 40,
     "global_batch": 16,
-    "workers": 2,
+    "workers": 1,
     "learning_rate": 1e-4,
     "warmup_steps": 4,
     "max_train_examples": None,
@@ -144,6 +147,9 @@ def ours_overrides(
         "metadata.name": name,
         "spec.output.location": str(out),
         "spec.resources.workers": workers,
+        "spec.resources.cpu": "null",  # the machine's cores shared among the workers
+        "spec.training.deepspeed.mode": "auto",
+        "spec.training.deepspeed.stage": "null",
         "spec.training.maxSteps": s["max_steps"],
         "spec.training.batchSizePerWorker": s["global_batch"] // workers,
         "spec.training.gradAccum": 1,
@@ -210,18 +216,29 @@ def measure(cmd: list[str], env: dict[str, str], log: Path, timeout: float) -> d
 
     th = threading.Thread(target=reader, daemon=True)
     th.start()
-    peak = 0
+    peak = peak_pss = 0
     root = psutil.Process(proc.pid)
+    polls = 0
     while proc.poll() is None:
-        total = 0
+        total = pss = 0
         try:
             procs = [root, *root.children(recursive=True)]
         except psutil.NoSuchProcess:
             procs = []
+        # PSS (shared pages split among their processes) costs a few ms a process to
+        # read, so once a second; RSS (shared pages counted in every process) each poll.
+        with_pss = polls % 4 == 0
+        polls += 1
         for p in procs:
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                total += p.memory_info().rss
+                if with_pss:
+                    info = p.memory_full_info()
+                    total += info.rss
+                    pss += info.pss
+                else:
+                    total += p.memory_info().rss
         peak = max(peak, total)
+        peak_pss = max(peak_pss, pss)
         if time.perf_counter() - t0 > timeout:
             proc.kill()
             break
@@ -235,6 +252,7 @@ def measure(cmd: list[str], env: dict[str, str], log: Path, timeout: float) -> d
         "rc": rc,
         "wall_s": round(wall, 3),
         "peak_rss_mb_tree": round(peak / 2**20, 1),
+        "peak_pss_mb_tree": round(peak_pss / 2**20, 1),
         "log": str(log),
         "_lines": lines,
     }

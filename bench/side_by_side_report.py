@@ -141,6 +141,7 @@ def aggregate(record: dict[str, Any]) -> dict[str, Any]:
         "test_wer_after",
         "train_samples_per_s",
         "peak_rss_mb_tree",
+        "peak_pss_mb_tree",
     )
     for variant in record["variants"]:
         w = record["settings"]["workers"]
@@ -163,7 +164,12 @@ def aggregate(record: dict[str, Any]) -> dict[str, Any]:
                         "pair": p,
                         **{
                             f"{k}_ratio": ratio(a.get(k), b.get(k))
-                            for k in ("wall_s", "train_samples_per_s", "peak_rss_mb_tree")
+                            for k in (
+                                "wall_s",
+                                "train_samples_per_s",
+                                "peak_rss_mb_tree",
+                                "peak_pss_mb_tree",
+                            )
                         },
                     }
                 )
@@ -172,7 +178,7 @@ def aggregate(record: dict[str, Any]) -> dict[str, Any]:
             "median": med,
             "ratio_of_medians": {
                 k: ratio(med["ours"][k], med["reference"][k])
-                for k in ("wall_s", "train_samples_per_s", "peak_rss_mb_tree")
+                for k in ("wall_s", "train_samples_per_s", "peak_rss_mb_tree", "peak_pss_mb_tree")
             },
             "pairs": pairs,
             "time_split_ours": _median_split([r.get("phases_s") for r in side["ours"]]),
@@ -309,8 +315,9 @@ def markdown(record: dict[str, Any], summary: dict[str, Any]) -> str:
         + (", ".join(f"`{x}`" for x in record.get("quality_set") or []) or "nothing")
         + ".",
         "",
-        "| variant | side | runs | wall s | test WER before | after | train samples/s | peak tree RSS MB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| variant | side | runs | wall s | test WER before | after | train samples/s "
+        "| peak tree RSS MB | peak tree PSS MB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for variant, a in record["aggregates"].items():
         for side in ("ours", "reference"):
@@ -318,15 +325,20 @@ def markdown(record: dict[str, Any], summary: dict[str, Any]) -> str:
             lines.append(
                 f"| {variant} | {side} | {a['n'][side]} | {_f(md['wall_s'], '{:.1f}')} | "
                 f"{_f(md['test_wer_before'], pct)} | {_f(md['test_wer_after'], pct)} | "
-                f"{_f(md['train_samples_per_s'])} | {_f(md['peak_rss_mb_tree'], '{:.0f}')} |"
+                f"{_f(md['train_samples_per_s'])} | {_f(md['peak_rss_mb_tree'], '{:.0f}')} | "
+                f"{_f(md.get('peak_pss_mb_tree'), '{:.0f}')} |"
             )
     lines += ["", "Medians. Ours / reference, pair by pair:", ""]
-    lines += ["| variant | pair | wall | train samples/s | peak RSS |", "|---|---|---|---|---|"]
+    lines += [
+        "| variant | pair | wall | train samples/s | peak RSS | peak PSS |",
+        "|---|---|---|---|---|---|",
+    ]
     for variant, a in record["aggregates"].items():
         for p in a["pairs"]:
             lines.append(
                 f"| {variant} | {p['pair']} | {_f(p['wall_s_ratio'])} | "
-                f"{_f(p['train_samples_per_s_ratio'])} | {_f(p['peak_rss_mb_tree_ratio'])} |"
+                f"{_f(p['train_samples_per_s_ratio'])} | {_f(p['peak_rss_mb_tree_ratio'])} | "
+                f"{_f(p.get('peak_pss_mb_tree_ratio'))} |"
             )
     lines += ["", "Summary (`summary.json`):", ""]
     for k in SUMMARY_KEYS[:7]:

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from whisperft.trainer.data.rows import Rows
+
 
 def frozen_prefix_layers(model: Any, train_top_layers: int) -> int:
     n = len(model.model.encoder.layers)
@@ -110,7 +112,7 @@ def build_sharded(
 
 
 class CachedStates:
-    """All parts memory-mapped; ``states[i]`` is example i's prefix output."""
+    """All parts, read row by row (data/rows.py); ``states[i]`` is example i's prefix output."""
 
     def __init__(self, out: Path, world: int, n: int) -> None:
         self.world = world
@@ -118,9 +120,7 @@ class CachedStates:
         for r in range(world):
             info = json.loads((out / f"part{r}-of{world}.done").read_text())
             shape = (info["n"], *info["shape"])
-            self.parts.append(
-                np.memmap(out / f"part{r}-of{world}.f16", dtype=np.float16, mode="r", shape=shape)
-            )
+            self.parts.append(Rows(out / f"part{r}-of{world}.f16", np.float16, shape))
         self.n = n
 
     def __getitem__(self, i: int) -> np.ndarray:

@@ -357,11 +357,19 @@ def _fit_in_process(trainer: Any, *, threads: float) -> Any:
     """``trainer.fit()`` in Ray Train's local mode: a one-rank process group on
     loopback, the worker's thread count and SIGTERM handler set here (Ray's worker
     setup does both for an actor)."""
+    import signal
+    import threading
+
     import torch
 
     from whisperft.trainer import preemption
     from whisperft.trainer.launch import single_rank_env
 
+    # The Python API runs here too (a notebook): its SIGTERM handler and thread count
+    # are put back afterwards.
+    main_thread = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGTERM) if main_thread else None
+    preemption.reset()
     preemption.install_handler()
     before = torch.get_num_threads()
     torch.set_num_threads(max(1, int(threads)))
@@ -370,6 +378,8 @@ def _fit_in_process(trainer: Any, *, threads: float) -> Any:
             return trainer.fit()
     finally:
         torch.set_num_threads(before)
+        if main_thread:  # None: set outside Python, so the default is the nearest
+            signal.signal(signal.SIGTERM, handler if handler is not None else signal.SIG_DFL)
 
 
 def _checkpoints_after(s: Runtime, run_dir: Path) -> tuple[list[str], ckpt.TrainerState | None]:

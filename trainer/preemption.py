@@ -79,6 +79,11 @@ def install_handler() -> None:
         log.warning("SIGTERM handler not installed (not the main thread)")
 
 
+def reset() -> None:
+    """Forget an earlier request (a run in a process that already ran one, in-process)."""
+    _requested.clear()
+
+
 def requested() -> bool:
     flag = flag_path()
     return _requested.is_set() or (flag is not None and flag.exists())

@@ -84,7 +84,10 @@ class Worker:
         self.lora_summary: lora.LoraSummary | None = None
         self.ct2_report: dict[str, Any] | None = None  # set by save_final_model (rank 0)
         self.telemetry = Telemetry(
-            job.run_dir if self.rank == 0 else None, self.cfg.name, prometheus=self.rank == 0
+            job.run_dir if self.rank == 0 else None,
+            self.cfg.name,
+            # Ray's metrics reach Prometheus through a Ray node's agent; in-process has none.
+            prometheus=self.rank == 0 and not job.in_process,
         )
 
     # -- setup -------------------------------------------------------------------

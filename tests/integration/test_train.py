@@ -29,6 +29,7 @@ def write_config(tmp: Path, name: str, **training: Any) -> Path:
     stage = training.pop("stage", 2)
     model = training.pop("model", {"name": "bundled:tiny.en", "language": "en"})
     dataset = training.pop("dataset", {"path": "bundled:en"})
+    resources = training.pop("resources", {"workers": 2})  # two: a real local Ray cluster
     spec = {
         "model": model,
         "dataset": {"maxTrainExamples": 32, "maxEvalExamples": 8, **dataset},
@@ -47,7 +48,7 @@ def write_config(tmp: Path, name: str, **training: Any) -> Path:
             "deepspeed": {"mode": "explicit", "stage": stage},
             **training,
         },
-        "resources": {"workers": 2},
+        "resources": resources,
         "checkpoints": {"size": "1Gi"},
         "output": {"location": str(tmp / "out" / name)},
     }

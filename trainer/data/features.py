@@ -1,7 +1,7 @@
 """Log-mel features and label ids, computed once per source and cached on disk.
 
 A cache entry is a directory holding ``features.f16`` (raw N x mels x frames
-float16, streamed to disk so memory stays flat, memory-mapped by every worker), ``labels.json`` (token ids with the
+float16, streamed to disk so memory stays flat, read row by row by every worker), ``labels.json`` (token ids with the
 prefix), ``meta.jsonl`` and ``info.json`` (counts, skips, key). The key covers
 the source files, the split, the filters and the feature/tokenizer settings, so
 a changed input never reuses a stale cache. Entries are written to a temporary
@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from whisperft.trainer import cache_prune
+from whisperft.trainer.data.rows import Rows
 
 FEATURE_CACHE_VERSION = 2  # 2: meta holds each clip's seconds
 
@@ -33,7 +34,7 @@ class FeatureSet:
     """A cached split: features memory-mapped, labels and metadata in memory."""
 
     path: Path
-    features: np.ndarray  # (N, n_mels, n_frames) float16, memmap
+    features: Rows  # (N, n_mels, n_frames) float16, read row by row (data/rows.py)
     labels: list[list[int]]
     sentences: list[str]
     meta: list[dict[str, str]]
@@ -49,7 +50,7 @@ class FeatureSet:
         labels = json.loads((path / "labels.json").read_text())
         meta = [json.loads(line) for line in (path / "meta.jsonl").read_text().splitlines() if line]
         shape = tuple(info["shape"])
-        feats = np.memmap(path / "features.f16", dtype=np.float16, mode="r", shape=shape)
+        feats = Rows(path / "features.f16", np.float16, shape)
         return cls(
             path=path,
             features=feats,
