@@ -11,6 +11,7 @@ reclaimable, and the process holds only the batch it is working on.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -66,7 +67,5 @@ class Rows:
             self._fd = -1
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.close()
-        except OSError:
-            pass
