@@ -30,6 +30,7 @@ KEYS = (
     "peak_rss_mb_rank0",
     "peak_gpu_mb_rank0",
     "steps",
+    "precision",
 )
 
 

@@ -104,6 +104,10 @@ def prepare_for_training(model: Any, cfg: TrainConfig) -> dict[str, int]:
             for layer in enc.layers[len(enc.layers) - t.train_top_encoder_layers :]:
                 layer.requires_grad_(True)
             enc.layer_norm.requires_grad_(True)
+    if t.audio_context_margin_seconds is not None:
+        from whisperft.trainer.audio_context import allow_short_inputs
+
+        allow_short_inputs(model)  # batches cut to their clips (trainer/audio_context.py)
     if cfg.lora is not None:
         from whisperft.trainer import lora
 

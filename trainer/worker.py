@@ -386,7 +386,8 @@ class Worker:
                 prefix_len=len(self.prefix.ids),
                 pad_id=self.prefix.pad,
             )
-            x = torch.from_numpy(b.input_features).to(self.device, self.dtype)
+            x = self._cut_to_context(torch.from_numpy(b.input_features), idx)
+            x = x.to(self.device, self.dtype)
             dec = torch.from_numpy(b.decoder_input_ids).to(self.device)
             lab = torch.from_numpy(b.labels).to(self.device)
             if self.states is not None:
@@ -402,6 +403,20 @@ class Worker:
         state.samples_seen += self.cfg.micro_batch * self.cfg.grad_accum * self.world
         heap.release()  # the step's activations and optimizer temporaries (trainer/heap.py)
         return self._mean_across_ranks(sum(losses) / len(losses))
+
+    def _cut_to_context(self, x: Any, idx: list[int]) -> Any:
+        """The batch cut to its longest clip plus training.audioContextMarginSeconds:
+        mel frames (B, mels, frames), or cached encoder-prefix states (B, positions, d),
+        which the stride-2 conv has halved."""
+        margin = self.cfg.training.audio_context_margin_seconds
+        if margin is None:
+            return x
+        from whisperft.trainer.audio_context import context_frames
+
+        longest = max(float(self.train_set.meta[i].get("seconds", 30.0)) for i in idx)
+        if self.states is None:
+            return x[:, :, : context_frames(longest, margin, x.shape[-1])]
+        return x[:, : context_frames(longest, margin, 2 * x.shape[1]) // 2, :]
 
     def preemption_requested(self) -> bool:
         """Whether any rank was told to stop (one all-reduce, so all ranks agree)."""

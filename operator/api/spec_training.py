@@ -200,6 +200,17 @@ class TrainingSpec(ApiModel):
         ),
     )
     spec_augment: bool = Field(False, description="SpecAugment masking on the input features.")
+    audio_context_margin_seconds: float | None = Field(
+        None,
+        ge=0.0,
+        le=30.0,
+        description=(
+            "Unset: the encoder trains on the padded 30-s window, as Whisper was pretrained. A "
+            "number: each training batch is cut to its longest clip plus this margin (rounded up "
+            "to a whole second), so the encoder's cost follows the speech, not the padding (for "
+            "3-s clips about 7x less). Evaluation and the exported model still read 30-s windows."
+        ),
+    )
     lora: LoraSpec = Field(
         default_factory=LoraSpec,
         description="LoRA adapters (off by default; auto lets the planner use them when nothing else fits).",
