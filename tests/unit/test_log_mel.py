@@ -91,3 +91,45 @@ def test_feature_cache_batches_in_order_and_keeps_durations(tmp_path: Path) -> N
     order = decode_order(fs.meta)
     assert sorted(order) == list(range(37))
     assert [seconds[i] for i in order] == sorted(seconds, reverse=True)
+
+
+def test_float16_output_is_the_float32_output_rounded() -> None:
+    fe = WhisperFeatureExtractor()
+    clips = [load_audio(p) for p in sorted(CLIPS.iterdir())[:4]] + [np.zeros(480_000, np.float32)]
+    log_mel = LogMel(fe)
+    half = log_mel(clips, np.float16)
+    assert half.dtype == np.float16
+    assert np.array_equal(half, log_mel(clips).astype(np.float16))
+
+
+def test_prefetch_keeps_order_raises_in_order_and_stops_when_abandoned() -> None:
+    import threading
+
+    from whisperft.trainer.data.features import _prefetched
+
+    assert list(_prefetched(iter(range(50)))) == list(range(50))
+
+    def failing():  # type: ignore[no-untyped-def]
+        yield 1
+        yield 2
+        raise ValueError("clip 3 is corrupt")
+
+    got = []
+    with pytest.raises(ValueError, match="clip 3 is corrupt"):
+        for x in _prefetched(failing()):
+            got.append(x)
+    assert got == [1, 2]
+    produced = []
+
+    def endless():  # type: ignore[no-untyped-def]
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    gen = _prefetched(endless(), depth=2)
+    assert next(gen) == 0
+    gen.close()  # the consumer walks away: the thread must stop, not run on forever
+    assert not [t for t in threading.enumerate() if t.name == "feature-prefetch"]
+    assert len(produced) < 10

@@ -13,10 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import shutil
 import tempfile
+import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,7 +109,7 @@ def build_feature_set(
     key: str,
     examples: Any,  # iterable of Example
     skipped: Counter[str],
-    extract: Callable[[list[np.ndarray]], np.ndarray],
+    extract: Callable[..., np.ndarray],  # (clips, dtype) -> (B, mels, frames), as LogMel
     labels_for: Callable[[str], list[int]],
     progress: Callable[[Any], Any] | None = None,
     description: str = "",
@@ -132,8 +134,10 @@ def build_feature_set(
         total_s = 0.0
         it = progress(examples) if progress else examples
         with open(tmp / "features.f16", "wb") as out:
-            for chunk in _chunks(it, batch_size):
-                feats = np.ascontiguousarray(extract([ex.audio for ex in chunk]), dtype=np.float16)
+            # Reading and decoding run ahead in a thread (soundfile and soxr release the
+            # GIL), overlapping the log-mel of the batch before.
+            for chunk in _prefetched(_chunks(it, batch_size)):
+                feats = np.ascontiguousarray(extract([ex.audio for ex in chunk], np.float16))
                 shape = feats.shape[1:]
                 out.write(feats.tobytes())
                 for ex in chunk:
@@ -169,6 +173,45 @@ def build_feature_set(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return FeatureSet.open(final)
+
+
+def _prefetched(chunks: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """``chunks`` produced by a background thread, at most ``depth`` ahead; its
+    exceptions are raised here, in order, and an abandoned consumer stops it."""
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if not put(("item", chunk)):
+                    return
+            put(("done", None))
+        except BaseException as exc:  # handed to the consumer
+            put(("error", exc))
+
+    thread = threading.Thread(target=produce, name="feature-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def _chunks(items: Any, size: int) -> Any:

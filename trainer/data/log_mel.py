@@ -40,16 +40,19 @@ class LogMel:
     def identity(self) -> dict[str, Any]:
         return {"log_mel": LOG_MEL_VERSION, "exact": self._exact}
 
-    def __call__(self, clips: Sequence[np.ndarray]) -> np.ndarray:
+    def __call__(
+        self, clips: Sequence[np.ndarray], dtype: np.dtype | type = np.float32
+    ) -> np.ndarray:
+        """(B, n_mels, frames) in ``dtype`` (the feature cache stores float16)."""
         if not clips:
-            return np.zeros((0, self._filters_t.shape[0], self.frames), np.float32)
+            return np.zeros((0, self._filters_t.shape[0], self.frames), dtype)
         if not self._exact:
             return np.stack(
                 [
                     self._fe(c, sampling_rate=16000, return_tensors="np").input_features[0]
                     for c in clips
                 ]
-            )
+            ).astype(dtype, copy=False)
         import torch
 
         clips = [np.asarray(c, dtype=np.float32).reshape(-1)[: self.n_samples] for c in clips]
@@ -64,10 +67,17 @@ class LogMel:
             torch.from_numpy(wave), self.n_fft, self.hop, window=self._window, return_complex=True
         )
         computed = min(self.frames, stft.shape[-1] - (1 if width == self.n_samples else 0))
-        power = (stft[..., :computed].abs() ** 2).contiguous()
+        spec = stft[..., :computed]
+        power = (spec * spec.conj()).real  # |z|^2 without the sqrt
         log_spec = torch.clamp(self._filters_t @ power, min=1e-10).log10()
-        out = torch.full((len(clips), log_spec.shape[1], self.frames), _FLOOR)
-        out[..., :computed] = log_spec
-        peak = out.amax(dim=(1, 2), keepdim=True)
-        out = (torch.maximum(out, peak - 8.0) + 4.0) / 4.0
-        return out.numpy()
+        # The padding's frames are the floor, never above a computed frame's value: the
+        # clip's peak (and so its clamp) comes from the computed frames alone, and every
+        # padding frame normalises to one per-clip constant.
+        peak = log_spec.amax(dim=(1, 2), keepdim=True).clamp(min=_FLOOR)
+        out = torch.empty(
+            (len(clips), log_spec.shape[1], self.frames),
+            dtype=torch.float16 if np.dtype(dtype) == np.float16 else torch.float32,
+        )
+        out[..., :computed] = (torch.maximum(log_spec, peak - 8.0) + 4.0) / 4.0
+        out[..., computed:] = (torch.clamp(peak - 8.0, min=_FLOOR) + 4.0) / 4.0
+        return out.numpy().astype(dtype, copy=False)
