@@ -72,8 +72,8 @@ def build_deepspeed_config(
         "type": "AdamW",
         "params": {
             "lr": t.learning_rate,
-            "betas": [0.9, 0.98],
-            "eps": 1e-6,
+            "betas": [t.adam_beta1, t.adam_beta2],
+            "eps": t.adam_epsilon,
             "weight_decay": t.weight_decay,
         },
     }

@@ -320,7 +320,7 @@ class Worker:
         )
 
     def apply_config_hyperparameters(self) -> None:
-        """The spec's learning rate and weight decay over the restored ones.
+        """The spec's learning rate, weight decay and Adam settings over the restored ones.
 
         A checkpoint restores the optimizer's param groups and the scheduler's
         base LR as they were saved, so a learning rate or weight decay changed
@@ -337,6 +337,8 @@ class Worker:
         for g in groups:
             g["weight_decay"] = t.weight_decay
             g["initial_lr"] = t.learning_rate
+            g["betas"] = (t.adam_beta1, t.adam_beta2)
+            g["eps"] = t.adam_epsilon
         if isinstance(sched, LambdaLR):  # ours; an expert scheduler in overrides is left as is
             sched.base_lrs = [t.learning_rate] * len(groups)
             for g, lam in zip(groups, sched.lr_lambdas, strict=True):

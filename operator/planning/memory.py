@@ -204,6 +204,9 @@ def zero_buffers(
         training=SimpleNamespace(
             learning_rate=1e-5,
             weight_decay=0.0,
+            adam_beta1=0.9,
+            adam_beta2=0.999,
+            adam_epsilon=1e-8,
             max_grad_norm=1.0,
             deepspeed=SimpleNamespace(overrides={}),
         ),

@@ -39,6 +39,16 @@ def test_batch_arithmetic_and_cpu_optimizer() -> None:
     assert c["optimizer"]["params"]["torch_adam"] is True  # FusedAdam needs CUDA
     assert c["zero_optimization"]["stage"] == 2
     assert not c["bf16"]["enabled"] and not c["fp16"]["enabled"]
+    # AdamW as torch and the Hugging Face recipe default it, unless the spec says otherwise
+    params = c["optimizer"]["params"]
+    assert (params["betas"], params["eps"]) == ([0.9, 0.999], 1e-8)
+    tuned = build_deepspeed_config(
+        cfg(adamBeta1=0.8, adamBeta2=0.98, adamEpsilon=1e-6),
+        world_size=1,
+        precision="fp32",
+        cuda=False,
+    )["optimizer"]["params"]
+    assert (tuned["betas"], tuned["eps"]) == ([0.8, 0.98], 1e-6)
 
 
 def test_gpu_offload_and_stage3() -> None:
