@@ -38,7 +38,7 @@ STEPS = 3
 
 
 def demo_resource(name: str) -> dict[str, Any]:
-    """The demo example (two CPU workers on a cluster), cut to a few steps on one worker."""
+    """The demo example (one worker), cut to a few steps on a small slice of the corpus."""
     doc = copy.deepcopy(yaml.safe_load((REPO / "examples" / "demo.yaml").read_text()))
     doc["metadata"] = {"name": name}
     spec = doc["spec"]

@@ -77,12 +77,17 @@ def test_every_example_plans_on_every_pool(
 
 
 def test_two_gpu_workers_on_a_read_write_once_claim_are_refused_naming_the_setting(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     """The chart's default: no class offers ReadWriteMany and a pool node has one GPU."""
+    import yaml
+
+    two = yaml.safe_load((ROOT / "examples/demo.yaml").read_text())
+    two["spec"]["resources"]["workers"] = 2
+    path = tmp_path / "two-workers.yaml"
+    path.write_text(yaml.safe_dump(two))
     rc, out, _ = _run(
-        capsys, str(ROOT / "examples/demo.yaml"), "--pool", "nvidia-l4", "--json",
-        "--settings", str(VALUES),
+        capsys, str(path), "--pool", "nvidia-l4", "--json", "--settings", str(VALUES)
     )  # fmt: skip
     assert rc == 1
     (report,) = json.loads(out)

@@ -41,7 +41,7 @@ def test_with_values_and_overrides_validate_like_the_file() -> None:
     ft = FineTune.load(DEMO)
     small = ft.with_values({"spec.training.maxSteps": 3, "spec.resources.workers": 1})
     assert (small.spec.training.max_steps, small.spec.resources.workers) == (3, 1)
-    assert ft.spec.training.max_steps == 40  # a copy, not a mutation
+    assert ft.spec.training.max_steps == 120  # a copy, not a mutation
     assert ft.with_overrides(["spec.training.maxSteps=7"]).spec.training.max_steps == 7
     with pytest.raises(SpecError, match=r"spec\.training\.maxSteps"):
         ft.with_values({"spec.training.maxSteps": "3"})  # quoted: refused, as the server does

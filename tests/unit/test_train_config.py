@@ -82,7 +82,7 @@ def test_config_round_trips_through_yaml(tmp_path: Path) -> None:
     assert again == cfg
     assert cfg.name == "demo" and cfg.runtime.output_dir == "runs/demo"
     assert cfg.runtime.storage_path == "runs/demo/checkpoints"
-    assert cfg.training.train_top_encoder_layers == 1 and cfg.training.max_new_tokens == 96
+    assert cfg.training.audio_context_margin_seconds == 1.0 and cfg.training.max_new_tokens == 96
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
