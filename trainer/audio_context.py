@@ -50,7 +50,8 @@ class ContextEncoder(WhisperEncoder):
             raise ValueError(f"{input_features.shape[-1]} mel frames; the window is {window}")
         h = nn.functional.gelu(self.conv1(input_features))
         h = nn.functional.gelu(self.conv2(h)).permute(0, 2, 1)
-        h = h + self.embed_positions.weight[: h.shape[1]]
+        # Called as a module, not read as .weight: under ZeRO-3 the call gathers it.
+        h = h + self.embed_positions(torch.arange(h.shape[1], device=h.device))
         h = nn.functional.dropout(h, p=self.dropout, training=self.training)
         for layer in self.layers:
             if self.training and self.layerdrop > 0.0 and torch.rand([]) < self.layerdrop:

@@ -101,7 +101,8 @@ def test_short_run_zero3_end_to_end(tmp_path: Path) -> None:
     Gradient checkpointing and SpecAugment are on, which act only while the
     model is in train mode (from_pretrained and evaluation leave it in eval);
     gradient accumulation is 2 and the eval split is evaluated mid-run, so the
-    best step has a checkpoint.
+    best step has a checkpoint. Batches are cut to their clips
+    (audioContextMarginSeconds): the positions come from a module ZeRO-3 gathers.
     """
     cfg = write_config(
         tmp_path,
@@ -115,6 +116,7 @@ def test_short_run_zero3_end_to_end(tmp_path: Path) -> None:
         specAugment=True,
         gradAccum=2,
         evalEvery=1,
+        audioContextMarginSeconds=1.0,
     )
     proc = train(cfg)
     assert proc.returncode == 0, proc.stderr[-3000:]
