@@ -18,6 +18,7 @@ import contextlib
 import functools
 import json
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -47,6 +48,7 @@ ADMIN = Credentials("WFTADMINKEY0000000001", "wft-admin-secret-00000000000000000
 NO_RIGHTS = Credentials("WFTNORIGHTS000000002", "wft-norights-secret-00000000000000000002")
 # Allowed to read only this bucket, which the tests never create: everything else is denied.
 NO_RIGHTS_BUCKET = "not-the-test-bucket"
+MIN_FREE_BYTES = 2 << 30
 
 
 @functools.cache
@@ -167,6 +169,14 @@ def run_seaweedfs(workdir: Path) -> Iterator[S3Server]:
     weed = require_server("weed")
     data = workdir / "data"
     data.mkdir(parents=True, exist_ok=True)
+    # Short of space, weed grows no volume and answers every write with an opaque
+    # INTERNAL_FAILURE ("Not enough data nodes found!" in its log): say so up front.
+    free = shutil.disk_usage(data).free
+    if free < MIN_FREE_BYTES:
+        pytest.fail(
+            f"{free >> 20} MiB free under {data}: the S3 server needs {MIN_FREE_BYTES >> 20} MiB "
+            "(64 MiB volumes, checkpoints of tiny.en); free some disk (old /tmp/pytest-of-*)"
+        )
     config = workdir / "s3.json"
     _s3_config(config)
     p = {
@@ -178,7 +188,7 @@ def run_seaweedfs(workdir: Path) -> Iterator[S3Server]:
         f"-master.port={p['master']}", f"-master.port.grpc={p['mgrpc']}",
         f"-volume.port={p['volume']}", f"-volume.port.grpc={p['vgrpc']}",
         f"-filer.port={p['filer']}", f"-filer.port.grpc={p['fgrpc']}",
-        "-master.volumeSizeLimitMB=64", "-volume.max=0",
+        "-master.volumeSizeLimitMB=64", "-volume.max=0", "-volume.minFreeSpace=256MiB",
         "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3grpc']}", f"-s3.config={config}",
         "-s3.port.iceberg=0", "-s3.port.lance=0", "-s3.autoCreateBucket=false",
     ]  # fmt: skip

@@ -377,6 +377,9 @@ def _fit_in_process(trainer: Any, *, threads: float) -> Any:
         with single_rank_env():
             return trainer.fit()
     finally:
+        # Handled (saved and stopped) or never asked: either way no deadline may
+        # outlive the run, or it would end a notebook's kernel GRACE_S later.
+        preemption.reset()
         torch.set_num_threads(before)
         if main_thread:  # None: set outside Python, so the default is the nearest
             signal.signal(signal.SIGTERM, handler if handler is not None else signal.SIG_DFL)

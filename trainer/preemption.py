@@ -31,6 +31,7 @@ DEFAULT_FLAG = "/tmp/whisperft-preempt"
 GRACE_S = 110  # preStop waits at most this; the pod's grace period is PREEMPT_GRACE_S
 
 _requested = threading.Event()
+_deadline: threading.Timer | None = None
 
 
 class Preempted(RuntimeError):
@@ -53,8 +54,12 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         return
     _requested.set()
     # A worker that is not training (loading, exporting) never checks: it still goes,
-    # just later than Ray's own handler would have made it.
-    threading.Timer(GRACE_S, lambda: os._exit(1)).start()
+    # just later than Ray's own handler would have made it. A daemon, cancelled by
+    # reset(): a process that handled the request exits with its own status at once.
+    global _deadline
+    _deadline = threading.Timer(GRACE_S, lambda: os._exit(1))
+    _deadline.daemon = True
+    _deadline.start()
 
 
 def install_handler() -> None:
@@ -80,7 +85,11 @@ def install_handler() -> None:
 
 
 def reset() -> None:
-    """Forget an earlier request (a run in a process that already ran one, in-process)."""
+    """Forget an earlier request, handled (saved and stopping) or from a run before."""
+    global _deadline
+    if _deadline is not None:
+        _deadline.cancel()
+        _deadline = None
     _requested.clear()
 
 
