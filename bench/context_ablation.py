@@ -130,7 +130,7 @@ def run_case(case: Case, *, quick: bool) -> dict[str, Any]:
         sched.step()
         opt.zero_grad()
         train_s += time.perf_counter() - tic
-        losses.append(float(out.loss))
+        losses.append(float(out.loss.detach()))
     model.eval()
     order = decode_order(test.meta)
     with autocast(precision):

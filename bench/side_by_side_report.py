@@ -100,10 +100,10 @@ def timeline(lines: list[tuple[float, str]], wall: float, res: dict[str, Any]) -
         return {"error": "the log lacks the baseline, step or final lines"}
     # Rank 0's last DeepSpeed line before the baseline (the engine and its JIT-built
     # ops: a build that waits on another process's compile lock shows up here).
+    # In process (one worker, Ray Train's local mode) lines carry no worker prefix:
+    # every DeepSpeed line is rank 0's.
     pid = re.search(r"pid=(\d+)", _line_at(lines, baseline))
-    rank0 = (
-        rf"RayTrainWorker pid={pid.group(1)}\b.*DeepSpeed" if pid else r"RayTrainWorker.*DeepSpeed"
-    )
+    rank0 = rf"RayTrainWorker pid={pid.group(1)}\b.*DeepSpeed" if pid else r"DeepSpeed"
     engine = max((t for t, line in lines if t < baseline and re.search(rank0, line)), default=None)
     build = max((t for t in (cache_t, engine, group) if t is not None), default=baseline)
     build = min(build, baseline)
@@ -116,6 +116,13 @@ def timeline(lines: list[tuple[float, str]], wall: float, res: dict[str, Any]) -
         "evaluation": round(final - last_step, 1),
         "saving": round(wall - final, 1),
     }
+
+
+def _point(key: str, value: Any) -> str:
+    """A summary point's field: WERs as percentages (0.01 hides a 0.14-point gap)."""
+    if isinstance(value, float):
+        return f"{value:.2%}" if key.startswith("wer_") else _f(value)
+    return str(value)
 
 
 def _line_at(lines: list[tuple[float, str]], t: float) -> str:
@@ -344,7 +351,7 @@ def markdown(record: dict[str, Any], summary: dict[str, Any]) -> str:
     for k in SUMMARY_KEYS[:7]:
         v = summary[k]
         if isinstance(v, dict):
-            v = ", ".join(f"{kk} {_f(vv) if isinstance(vv, float) else vv}" for kk, vv in v.items())
+            v = ", ".join(f"{kk} {_point(kk, vv)}" for kk, vv in v.items())
         else:
             v = _f(v)
         lines.append(f"- {k}: {v}")
