@@ -96,7 +96,7 @@ def timeline(lines: list[tuple[float, str]], wall: float, res: dict[str, Any]) -
     baseline = _first(lines, r"\[whisperft\] baseline:")
     last_step = _last(lines, r"\[whisperft\] step \d+/\d+")
     final = _first(lines, r"\[whisperft\] final:")
-    if None in (baseline, last_step, final):
+    if baseline is None or last_step is None or final is None:
         return {"error": "the log lacks the baseline, step or final lines"}
     # Rank 0's last DeepSpeed line before the baseline (the engine and its JIT-built
     # ops: a build that waits on another process's compile lock shows up here).

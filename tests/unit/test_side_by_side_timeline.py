@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from side_by_side_report import timeline  # noqa: E402
+from side_by_side_report import timeline
 
 pytestmark = pytest.mark.unit
 
