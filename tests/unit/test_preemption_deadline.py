@@ -40,9 +40,7 @@ def test_an_exit_before_reset_is_not_held_back_by_the_deadline() -> None:
     assert proc.returncode == 143, proc.stderr.decode()[-2000:]
 
 
-def test_the_deadline_still_forces_out_a_process_that_never_checks(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_the_deadline_still_forces_out_a_process_that_never_checks() -> None:
     script = textwrap.dedent(
         """
         import os, signal, time
