@@ -118,6 +118,9 @@ def test_default_render_has_the_expected_objects(helm: Path) -> None:
             ("RoleBinding", "wft-whisperft-operator", "whisperft-system"),
             ("Service", "wft-whisperft-metrics", "whisperft-system"),
             ("Deployment", "wft-whisperft-operator", "whisperft-system"),
+            # two peered replicas by default
+            ("PodDisruptionBudget", "wft-whisperft-operator", "whisperft-system"),
+            ("KopfPeering", "wft-whisperft-whisperft-system", "whisperft-system"),
             # Cluster-scoped, so named after the release's namespace too.
             ("ValidatingAdmissionPolicy", "wft-whisperft-whisperft-system-rayjobs", None),
             ("ValidatingAdmissionPolicyBinding", "wft-whisperft-whisperft-system-rayjobs", None),
@@ -150,11 +153,8 @@ def test_operator_pod_meets_the_restricted_pod_security_standard(helm: Path) -> 
 
 def test_probes_hit_the_kopf_liveness_endpoint_the_operator_is_told_to_serve(helm: Path) -> None:
     deployment = the_deployment(helm_template(helm, {"probes": {"port": 8181}}))
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["whisperft", "operator", "run"]
-    assert "--peering" not in container["args"]  # standalone: the only mode for one replica
     assert "--liveness=http://0.0.0.0:8181/healthz" in container["args"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports["healthz"] == 8181
@@ -233,8 +233,22 @@ def _rules(doc: dict[str, Any]) -> set[tuple[str, str, tuple[str, ...]]]:
     }
 
 
-def test_default_is_one_standalone_replica_without_peering_or_pdb(helm: Path) -> None:
+def test_default_is_two_peered_replicas_with_a_pdb(helm: Path) -> None:
+    """High availability out of the box: a platform team upgrades the operator while
+    fine-tunes run, and a node drain never takes the only replica."""
     docs = helm_template(helm)
+    deployment = the_deployment(docs)
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert [a for a in _operator_args(docs) if a.startswith("--peering=")]
+    assert len(by_kind(docs, "PodDisruptionBudget")) == 1
+    assert by_kind(docs, "KopfPeering")
+    (role,) = by_kind(docs, "Role")
+    assert ("kopf.dev", "kopfpeerings", ("list", "patch", "watch")) in _rules(role)
+
+
+def test_peering_off_is_one_standalone_replica_without_peering_or_pdb(helm: Path) -> None:
+    docs = helm_template(helm, {"peering": {"enabled": False}})
     deployment = the_deployment(docs)
     assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
@@ -309,12 +323,13 @@ def test_the_pdb_follows_the_replica_count(helm: Path) -> None:
 def test_more_than_one_replica_needs_peering(helm: Path) -> None:
     schema = json.loads((CHART_DIR / "values.schema.json").read_text())
     values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    off = {"enabled": False, "lifetimeSeconds": 30}
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.Draft7Validator(schema).validate({**values, "replicaCount": 2})
+        jsonschema.Draft7Validator(schema).validate({**values, "replicaCount": 2, "peering": off})
     jsonschema.Draft7Validator(schema).validate(
         {**values, "replicaCount": 2, "peering": {"enabled": True, "lifetimeSeconds": 30}}
     )
-    proc = helm_template_text(helm, {"replicaCount": 2}, check=False)
+    proc = helm_template_text(helm, {"replicaCount": 2, "peering": {"enabled": False}}, check=False)
     assert proc.returncode != 0 and "peering/enabled" in proc.stderr, proc.stderr
 
 
