@@ -12,19 +12,32 @@ from whisperft.operator.decide import SpecEdit
 from whisperft.operator.handlers.common import RESOURCE, counted, forget, one_at_a_time, settings
 
 
+def _indexed(body: kopf.Body, rayjobs: Any) -> list[dict[str, Any]]:
+    """Its RayJobs as the watch-fed index has them (handlers/sync.py), for the first
+    decision: no LIST before it. Kopf fills indexes before any handler runs, and a
+    pass that acts reads the resource and its RayJobs afresh first (act.run_pass)."""
+    md = body.get("metadata") or {}
+    return list(rayjobs.get((md.get("namespace"), md.get("name")), []))
+
+
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @counted("create")
-def create(body: kopf.Body, **_: Any) -> None:
+def create(body: kopf.Body, rayjobs: kopf.Index[Any, Any], **_: Any) -> None:
     with one_at_a_time(body):
-        reconcile.reconcile(dict(body), settings())
+        reconcile.reconcile(dict(body), settings(), rayjobs=_indexed(body, rayjobs))
 
 
 @kopf.on.update(*RESOURCE, field="spec")
 @counted("update")
-def update(body: kopf.Body, old: Any, new: Any, **_: Any) -> None:
+def update(body: kopf.Body, old: Any, new: Any, rayjobs: kopf.Index[Any, Any], **_: Any) -> None:
     with one_at_a_time(body):
-        reconcile.reconcile(dict(body), settings(), edit=SpecEdit(dict(old or {}), dict(new or {})))
+        reconcile.reconcile(
+            dict(body),
+            settings(),
+            rayjobs=_indexed(body, rayjobs),
+            edit=SpecEdit(dict(old or {}), dict(new or {})),
+        )
 
 
 @kopf.on.delete(*RESOURCE)
