@@ -10,11 +10,18 @@
 
 Either part failing to start (no tensorboardX, no Ray metrics agent) is logged
 once and never stops training.
+
+Ray's agent drops a gauge series that its worker has not reported for two export
+intervals (a dead worker's), and a gauge set once (the test WER before training,
+the last eval WER) is not reported again by itself: a thread sets every gauge's
+last value again each second, so a scrape during a long evaluation or between
+logging intervals still finds them.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +36,7 @@ GAUGES = {
     "eval_wer": "Word error rate (a fraction) on the eval split at the last evaluation",
     "test_wer": "Word error rate (a fraction) on the test split",
 }
+REFRESH_SECONDS = 1.0  # under Ray's shortest gauge lifetime (2 x its 1-s export floor)
 
 
 class Telemetry:
@@ -38,6 +46,9 @@ class Telemetry:
         self.writer: Any = None
         self.gauges: dict[str, Any] = {}
         self.tags = {"finetune": finetune}
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
         self.events_dir = run_dir / EVENTS_DIR if run_dir is not None else None
         if self.events_dir is not None:
             try:
@@ -57,6 +68,21 @@ class Telemetry:
                 }
             except Exception as exc:  # no metrics agent: telemetry is never fatal
                 log.warning("Prometheus gauges off: %s", exc)
+        if self.gauges:
+            threading.Thread(target=self._refresh, name="gauge-refresh", daemon=True).start()
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(REFRESH_SECONDS):
+            self._set_gauges()
+
+    def _set_gauges(self) -> None:
+        with self._lock:
+            last = dict(self._last)
+        for name, value in last.items():
+            try:
+                self.gauges[name].set(value, tags=self.tags)
+            except Exception as exc:  # never fatal, and never a log line a second
+                log.debug("gauge %s: %s", name, exc)
 
     def scalars(self, step: int, values: dict[str, float | None]) -> None:
         for name, value in values.items():
@@ -64,17 +90,20 @@ class Telemetry:
                 continue
             if self.writer is not None:
                 self.writer.add_scalar(name, float(value), global_step=step)
-            gauge = self.gauges.get(name)
-            if gauge is not None:
-                gauge.set(float(value), tags=self.tags)
+            if name in self.gauges:
+                with self._lock:
+                    self._last[name] = float(value)
         if "step" in self.gauges:
-            self.gauges["step"].set(float(step), tags=self.tags)
+            with self._lock:
+                self._last["step"] = float(step)
+        self._set_gauges()
 
     def flush(self) -> None:
         if self.writer is not None:
             self.writer.flush()
 
     def close(self) -> None:
+        self._stop.set()
         if self.writer is not None:
             self.writer.close()
             self.writer = None
