@@ -36,6 +36,10 @@ OPERATOR_RULES: set[Rule] = {
     # read-only, to say why the Ray pods do not start (operator/startup.py)
     ("", "pods", ("list", "watch"), ()),
 }
+# Peering (the chart's default: two replicas) keeps alive in a KopfPeering of each
+# served namespace, or one ClusterKopfPeering with scope "all".
+PEERING_RULE: Rule = ("kopf.dev", "kopfpeerings", ("list", "patch", "watch"), ())
+CLUSTER_PEERING_RULE: Rule = ("kopf.dev", "clusterkopfpeerings", ("list", "patch", "watch"), ())
 # What the operator itself grants each fine-tune's training pods (it can only
 # create a Role whose rights it holds): patch on that resource's status.
 TRAINER_RULES: set[Rule] = {("whisperft.io", "whisperfinetunes/status", ("patch",), ())}
@@ -90,7 +94,8 @@ def test_release_scope_is_namespaced_only(helm: Path) -> None:
         ("Role", "ml", "wft-whisperft-operator"),
         ("RoleBinding", "ml", "wft-whisperft-operator"),
     }
-    assert flatten(objects["Role", "ml", "wft-whisperft-operator"]["rules"]) == OPERATOR_RULES
+    rules = flatten(objects["Role", "ml", "wft-whisperft-operator"]["rules"])
+    assert rules == OPERATOR_RULES | {PEERING_RULE}
 
 
 def test_namespace_list_gets_a_role_pair_in_each_namespace(helm: Path) -> None:
@@ -113,7 +118,8 @@ def test_namespace_list_gets_a_role_pair_in_each_namespace(helm: Path) -> None:
                 "namespace": "whisperft-system",
             }
         ]
-        assert flatten(objects["Role", ns, "wft-whisperft-operator"]["rules"]) == OPERATOR_RULES
+        rules = flatten(objects["Role", ns, "wft-whisperft-operator"]["rules"])
+        assert rules == OPERATOR_RULES | {PEERING_RULE}
     # Nothing is granted in the release namespace itself: it is not watched.
     assert not [key for key in objects if key[1] == "whisperft-system"]
     container = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"][
@@ -132,9 +138,8 @@ def test_all_scope_is_the_only_one_with_cluster_roles(helm: Path) -> None:
         ("ClusterRole", None, "wft-whisperft-operator"),
         ("ClusterRoleBinding", None, "wft-whisperft-operator"),
     }
-    assert (
-        flatten(objects["ClusterRole", None, "wft-whisperft-operator"]["rules"]) == OPERATOR_RULES
-    )
+    rules = flatten(objects["ClusterRole", None, "wft-whisperft-operator"]["rules"])
+    assert rules == OPERATOR_RULES | {CLUSTER_PEERING_RULE}
     assert objects["ClusterRoleBinding", None, "wft-whisperft-operator"]["subjects"] == [
         {
             "kind": "ServiceAccount",
