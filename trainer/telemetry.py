@@ -85,17 +85,14 @@ class Telemetry:
                 log.debug("gauge %s: %s", name, exc)
 
     def scalars(self, step: int, values: dict[str, float | None]) -> None:
-        for name, value in values.items():
-            if value is None:
-                continue
-            if self.writer is not None:
-                self.writer.add_scalar(name, float(value), global_step=step)
-            if name in self.gauges:
-                with self._lock:
-                    self._last[name] = float(value)
-        if "step" in self.gauges:
-            with self._lock:
-                self._last["step"] = float(step)
+        latest = {name: float(v) for name, v in values.items() if v is not None}
+        if self.writer is not None:
+            for name, value in latest.items():
+                self.writer.add_scalar(name, value, global_step=step)
+        with self._lock:
+            self._last.update(
+                {k: v for k, v in {**latest, "step": float(step)}.items() if k in self.gauges}
+            )
         self._set_gauges()
 
     def flush(self) -> None:

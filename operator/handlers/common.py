@@ -73,6 +73,14 @@ def one_at_a_time(body: Any, *, wait: bool = True) -> Iterator[bool]:
         lock.release()
 
 
+def indexed_rayjobs(body: Any, rayjobs: Any) -> list[dict[str, Any]]:
+    """Its RayJobs as the watch-fed index has them (handlers/sync.py): no API call.
+    Kopf fills indexes before any handler runs, and a pass that acts reads the
+    resource and its RayJobs afresh first (act.run_pass)."""
+    md = body.get("metadata") or {}
+    return list(rayjobs.get((md.get("namespace"), md.get("name")), []))
+
+
 def forget(body: Any) -> None:
     """Drop a deleted resource's lock, so the table does not grow with every resource ever seen."""
     with _locks_guard:

@@ -9,15 +9,14 @@ import kopf
 
 from whisperft.operator import reconcile
 from whisperft.operator.decide import SpecEdit
-from whisperft.operator.handlers.common import RESOURCE, counted, forget, one_at_a_time, settings
-
-
-def _indexed(body: kopf.Body, rayjobs: Any) -> list[dict[str, Any]]:
-    """Its RayJobs as the watch-fed index has them (handlers/sync.py), for the first
-    decision: no LIST before it. Kopf fills indexes before any handler runs, and a
-    pass that acts reads the resource and its RayJobs afresh first (act.run_pass)."""
-    md = body.get("metadata") or {}
-    return list(rayjobs.get((md.get("namespace"), md.get("name")), []))
+from whisperft.operator.handlers.common import (
+    RESOURCE,
+    counted,
+    forget,
+    indexed_rayjobs,
+    one_at_a_time,
+    settings,
+)
 
 
 @kopf.on.resume(*RESOURCE)
@@ -25,7 +24,7 @@ def _indexed(body: kopf.Body, rayjobs: Any) -> list[dict[str, Any]]:
 @counted("create")
 def create(body: kopf.Body, rayjobs: kopf.Index[Any, Any], **_: Any) -> None:
     with one_at_a_time(body):
-        reconcile.reconcile(dict(body), settings(), rayjobs=_indexed(body, rayjobs))
+        reconcile.reconcile(dict(body), settings(), rayjobs=indexed_rayjobs(body, rayjobs))
 
 
 @kopf.on.update(*RESOURCE, field="spec")
@@ -35,7 +34,7 @@ def update(body: kopf.Body, old: Any, new: Any, rayjobs: kopf.Index[Any, Any], *
         reconcile.reconcile(
             dict(body),
             settings(),
-            rayjobs=_indexed(body, rayjobs),
+            rayjobs=indexed_rayjobs(body, rayjobs),
             edit=SpecEdit(dict(old or {}), dict(new or {})),
         )
 

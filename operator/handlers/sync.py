@@ -9,7 +9,13 @@ import kopf
 from whisperft import names
 from whisperft.operator import reconcile, startup
 from whisperft.operator.api.phase import Phase
-from whisperft.operator.handlers.common import RESOURCE, counted, one_at_a_time, settings
+from whisperft.operator.handlers.common import (
+    RESOURCE,
+    counted,
+    indexed_rayjobs,
+    one_at_a_time,
+    settings,
+)
 
 
 @kopf.index("ray.io", "v1", "rayjobs", labels={names.LABEL_MANAGED_BY: names.MANAGED_BY})
@@ -66,7 +72,7 @@ def sync(
     if _finished(body.status):
         return  # a tick delivered before Kopf re-matched the filter: nothing left to do
     key = (body.metadata.namespace, body.metadata.name)
-    found = list(rayjobs.get(key, []))
+    found = indexed_rayjobs(body, rayjobs)
     problems = tuple(startup.from_summary(p) for p in pod_problems.get(key, []))
     with one_at_a_time(body, wait=False) as mine:
         if not mine:

@@ -13,11 +13,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,38 +24,35 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from objectstore import free_port
+from prometheus_client.parser import text_string_to_metric_families
 from test_train import write_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 NAME = "prom"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _gauges(text: str, name: str) -> dict[str, float]:
     """`whisperft_<gauge>` values of this fine-tune, with or without Ray's `ray_` prefix."""
     found: dict[str, float] = {}
-    pattern = re.compile(r"^(?:ray_)?whisperft_(\w+)\{([^}]*)\}\s+(\S+)$", re.M)
-    for metric, labels, value in pattern.findall(text):
-        if f'finetune="{name}"' in labels:
-            found[metric] = float(value)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            metric = sample.name.removeprefix("ray_")
+            if metric.startswith("whisperft_") and sample.labels.get("finetune") == name:
+                found[metric.removeprefix("whisperft_")] = float(sample.value)
     return found
 
 
 def _scrape(port: int) -> str:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-            return str(r.read().decode())
+            return r.read().decode()
     except OSError:
         return ""
 
 
 def test_a_ray_node_exports_the_trainers_gauges_to_prometheus(tmp_path: Path) -> None:
-    gcs, metrics = _free_port(), _free_port()
+    gcs, metrics = free_port(), free_port()
     # 0.5 s instead of Ray's 10 s export interval, so a short run is seen training
     env = {
         **os.environ,
